@@ -1,0 +1,26 @@
+"""The ``sanpath`` command: a click group; each subcommand lives in its own module."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from .. import __version__
+from .target import target
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sanpath")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """sanpath: a userspace iSCSI multipathing stack."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+cli.add_command(target)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,304 @@
+"""Target configuration: the TOML file and the quick command-line form, parsed into frozen specs.
+
+Every key is checked here, before anything listens or opens a file; an error names the offending key
+(``target[0].lun[1].size``) and says what would be accepted.
+
+File format::
+
+    [server]
+    cmd_window = 128            # commands a session may have outstanding (CmdSN window)
+    nop_in_interval = 0         # seconds between target NOP-In pings; 0 = never
+
+    [[target]]
+    iqn = "iqn.2026-11.org.example:array1"
+    alias = "array1"
+    initiators = ["iqn.2026-11.org.example:host1"]   # ACL; absent or empty = any initiator
+    chap = { user = "u", secret_file = "/etc/sanpath/secret", mutual_user = "t", mutual_secret = "..." }
+
+    [[target.portal_group]]
+    tag = 1
+    portals = ["127.0.0.1:3260", "[::1]:3260"]
+
+    [[target.lun]]
+    id = 0
+    path = "/var/lib/sanpath/lun0.img"   # file or block device; created at `size` when missing
+    size = "1GiB"
+    # or: memory = "512MiB"
+    block_size = 512
+    serial = "optional, derived when absent"
+    read_only = false
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+from ..iscsi.constants import DEFAULT_PORT
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGTP]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+_IQN_RE = re.compile(r"^(iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:.+)?|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16,32})$")
+
+
+def parse_size(key: str, text: str | int) -> int:
+    """'1GiB', '512M', '4096' -> bytes (binary units)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    else:
+        m = _SIZE_RE.match(str(text))
+        if not m:
+            raise ConfigError(key, f"{text!r} is not a size; write e.g. 4096, 512MiB, 1GiB")
+        unit = (m.group(2) or "").upper().rstrip("B").rstrip("I")
+        value = int(m.group(1)) * _UNITS[unit]
+    if value <= 0:
+        raise ConfigError(key, f"size must be positive, got {text!r}")
+    return value
+
+
+def parse_portal(key: str, text: str) -> tuple[str, int]:
+    """'127.0.0.1', '127.0.0.1:3260', '[::1]:3260' -> (address, port)."""
+    host, port = text, DEFAULT_PORT
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ConfigError(key, f"{text!r}: unclosed '[' in an IPv6 portal; write [::1]:3260")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ConfigError(key, f"{text!r}: expected ':PORT' after ']'")
+            port = _port(key, rest[1:])
+    elif text.count(":") == 1:
+        host, p = text.split(":")
+        port = _port(key, p)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(key, f"{text!r}: a portal must be an IP address (e.g. 127.0.0.1:3260)") from None
+    return host, port
+
+
+def _port(key: str, text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ConfigError(key, f"port {text!r} must be a number in 1..65535")
+    return int(text)
+
+
+def check_iqn(key: str, name: str) -> str:
+    if not isinstance(name, str) or not _IQN_RE.match(name):
+        raise ConfigError(key, f"{name!r} is not an iSCSI name; write iqn.YYYY-MM.reversed.domain[:suffix] "
+                          "(RFC 7143 4.2.7)")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class ChapSpec:
+    user: str
+    secret: bytes
+    mutual_user: str | None = None
+    mutual_secret: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LunSpec:
+    id: int
+    path: str | None  # None = memory backstore
+    size: int | None
+    block_size: int = 512
+    serial: str = ""
+    read_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PortalGroupSpec:
+    tag: int
+    portals: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSpec:
+    iqn: str
+    alias: str = ""
+    portal_groups: tuple[PortalGroupSpec, ...] = ()
+    luns: tuple[LunSpec, ...] = ()
+    initiators: tuple[str, ...] = ()
+    chap: ChapSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSpec:
+    targets: tuple[TargetSpec, ...]
+    cmd_window: int = 128
+    nop_in_interval: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def lun_serial(target_iqn: str, lun: LunSpec) -> str:
+    """A stable unit serial: the configured one, else derived from the backing file or target+LUN."""
+    if lun.serial:
+        return lun.serial
+    seed = os.path.realpath(lun.path) if lun.path else f"{target_iqn}/{lun.id}"
+    return hashlib.sha256(seed.encode()).hexdigest()[:24]
+
+
+def lun_naa(serial: str) -> bytes:
+    """An 8-byte NAA 3 (locally assigned, SPC-4 7.8.6.6.5) designator derived from the serial, so the
+    LUN identity is the same through every portal and across restarts."""
+    digest = hashlib.sha256(b"sanpath-naa:" + serial.encode()).digest()
+    return bytes([0x30 | (digest[0] & 0x0F)]) + digest[1:8]
+
+
+# --- parsing -----------------------------------------------------------------------------------------
+
+
+def _get(table: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    if key not in table:
+        if default is ...:
+            raise ConfigError(f"{where}.{key}", "is required")
+        return default
+    value = table[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        want = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ConfigError(f"{where}.{key}", f"must be a {want}, got {value!r}")
+    return value
+
+
+def _only(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"{where}.{key}" if where else key,
+                              f"unknown key; expected one of: {', '.join(sorted(allowed))}")
+
+
+def _secret(table: dict[str, Any], name: str, where: str) -> bytes | None:
+    if name in table and f"{name}_file" in table:
+        raise ConfigError(f"{where}.{name}", f"give either {name} or {name}_file, not both")
+    if f"{name}_file" in table:
+        path = _get(table, f"{name}_file", where, str)
+        try:
+            with open(path, "rb") as f:
+                return f.read().strip()
+        except OSError as e:
+            raise ConfigError(f"{where}.{name}_file", f"cannot read {path}: {e.strerror}") from None
+    if name in table:
+        return str(_get(table, name, where, str)).encode()
+    return None
+
+
+def _chap(table: dict[str, Any], where: str) -> ChapSpec:
+    _only(table, {"user", "secret", "secret_file", "mutual_user", "mutual_secret", "mutual_secret_file"}, where)
+    secret = _secret(table, "secret", where)
+    if secret is None:
+        raise ConfigError(f"{where}.secret", "is required (or secret_file)")
+    mutual_user = _get(table, "mutual_user", where, str, None)
+    mutual_secret = _secret(table, "mutual_secret", where)
+    if (mutual_user is None) != (mutual_secret is None):
+        raise ConfigError(f"{where}.mutual_user", "mutual CHAP needs both mutual_user and mutual_secret")
+    return ChapSpec(_get(table, "user", where, str), secret, mutual_user, mutual_secret)
+
+
+def _lun(table: dict[str, Any], where: str) -> LunSpec:
+    _only(table, {"id", "path", "size", "memory", "block_size", "serial", "read_only"}, where)
+    lun_id = _get(table, "id", where, int)
+    if not 0 <= lun_id < 16384:
+        raise ConfigError(f"{where}.id", f"LUN {lun_id} out of range 0..16383")
+    block_size = _get(table, "block_size", where, int, 512)
+    if block_size not in (512, 1024, 2048, 4096):
+        raise ConfigError(f"{where}.block_size", f"{block_size} unsupported; use 512, 1024, 2048 or 4096")
+    if ("path" in table) == ("memory" in table):
+        raise ConfigError(where, "give exactly one of path (file or block device) or memory (a size)")
+    if "memory" in table:
+        path, size = None, parse_size(f"{where}.memory", table["memory"])
+    else:
+        path = _get(table, "path", where, str)
+        size = parse_size(f"{where}.size", table["size"]) if "size" in table else None
+        if size is None and not os.path.exists(path):
+            raise ConfigError(f"{where}.size", f"{path} does not exist; give a size to create it")
+    if size is not None and size % block_size:
+        raise ConfigError(f"{where}.size", f"{size} is not a multiple of block_size {block_size}")
+    return LunSpec(lun_id, path, size, block_size, str(_get(table, "serial", where, str, "")),
+                   bool(_get(table, "read_only", where, bool, False)))
+
+
+def _target(table: dict[str, Any], where: str) -> TargetSpec:
+    _only(table, {"iqn", "alias", "portal_group", "lun", "initiators", "chap"}, where)
+    iqn = check_iqn(f"{where}.iqn", _get(table, "iqn", where, str))
+    groups = []
+    for i, g in enumerate(_get(table, "portal_group", where, list)):
+        gw = f"{where}.portal_group[{i}]"
+        if not isinstance(g, dict):
+            raise ConfigError(gw, "must be a table")
+        _only(g, {"tag", "portals"}, gw)
+        tag = _get(g, "tag", gw, int)
+        if not 1 <= tag <= 65535:
+            raise ConfigError(f"{gw}.tag", f"TPGT {tag} out of range 1..65535")
+        portals = tuple(parse_portal(f"{gw}.portals[{j}]", p) for j, p in enumerate(_get(g, "portals", gw, list)))
+        if not portals:
+            raise ConfigError(f"{gw}.portals", "needs at least one portal")
+        groups.append(PortalGroupSpec(tag, portals))
+    if len({g.tag for g in groups}) != len(groups):
+        raise ConfigError(f"{where}.portal_group", "portal group tags must be unique")
+    luns = tuple(_lun(t, f"{where}.lun[{i}]") for i, t in enumerate(_get(table, "lun", where, list, [])))
+    if len({lun.id for lun in luns}) != len(luns):
+        raise ConfigError(f"{where}.lun", "LUN ids must be unique")
+    initiators = tuple(check_iqn(f"{where}.initiators[{i}]", n)
+                       for i, n in enumerate(_get(table, "initiators", where, list, [])))
+    chap = _chap(_get(table, "chap", where, dict), f"{where}.chap") if "chap" in table else None
+    return TargetSpec(iqn, str(_get(table, "alias", where, str, "")), tuple(groups), luns, initiators, chap)
+
+
+def parse_config(data: dict[str, Any]) -> ServerSpec:
+    _only(data, {"server", "target"}, "")
+    server = _get(data, "server", "", dict, {})
+    _only(server, {"cmd_window", "nop_in_interval"}, "server")
+    window = _get(server, "cmd_window", "server", int, 128)
+    if not 1 <= window <= 4096:
+        raise ConfigError("server.cmd_window", f"{window} out of range 1..4096")
+    nop = float(_get(server, "nop_in_interval", "server", (int, float), 0))
+    if nop < 0:
+        raise ConfigError("server.nop_in_interval", "must be >= 0 (0 disables target NOP-In pings)")
+    targets = tuple(_target(t, f"target[{i}]") for i, t in enumerate(_get(data, "target", "", list)))
+    if not targets:
+        raise ConfigError("target", "at least one [[target]] is required")
+    if len({t.iqn for t in targets}) != len(targets):
+        raise ConfigError("target", "target IQNs must be unique")
+    return ServerSpec(targets, window, nop)
+
+
+def load_config(path: str) -> ServerSpec:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(path, f"cannot read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, f"not valid TOML: {e}") from None
+    return parse_config(data)
+
+
+def quick_config(iqn: str, portals: list[str], luns: list[str]) -> ServerSpec:
+    """The quick form: one target, one portal group (tag 1) with every portal, LUNs numbered from 0.
+    Each LUN is PATH, PATH:SIZE (created when missing) or mem:SIZE."""
+    lun_specs = []
+    for i, text in enumerate(luns):
+        key = f"--lun[{i}]"
+        if text.startswith("mem:"):
+            lun_specs.append(LunSpec(i, None, parse_size(key, text[4:])))
+            continue
+        path, _, size_text = text.rpartition(":") if _SIZE_RE.match(text.rpartition(":")[2] or "x") else (
+            text, "", "")
+        size = parse_size(key, size_text) if size_text else None
+        if size is None and not os.path.exists(path):
+            raise ConfigError(key, f"{path} does not exist; write PATH:SIZE to create it, or mem:SIZE")
+        lun_specs.append(LunSpec(i, path, size))
+    if not portals:
+        raise ConfigError("--portal", "at least one portal is required")
+    table = [parse_portal(f"--portal[{i}]", p) for i, p in enumerate(portals)]
+    target = TargetSpec(check_iqn("--iqn", iqn), "", (PortalGroupSpec(1, tuple(table)),), tuple(lun_specs))
+    return ServerSpec((target,))
