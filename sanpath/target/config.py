@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..iscsi.auth import MIN_SECRET_LENGTH, check_secret
 from ..iscsi.constants import DEFAULT_PORT
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGTP]i?B?|B)?\s*$", re.IGNORECASE)
@@ -200,6 +201,11 @@ def _chap(table: dict[str, Any], where: str) -> ChapSpec:
     mutual_secret = _secret(table, "mutual_secret", where)
     if (mutual_user is None) != (mutual_secret is None):
         raise ConfigError(f"{where}.mutual_user", "mutual CHAP needs both mutual_user and mutual_secret")
+    check_secret(secret, what=f"{where}.secret", min_length=MIN_SECRET_LENGTH)
+    if mutual_secret is not None:
+        check_secret(mutual_secret, what=f"{where}.mutual_secret", min_length=MIN_SECRET_LENGTH)
+    if mutual_secret == secret:
+        raise ConfigError(f"{where}.mutual_secret", "must differ from secret (RFC 7143 9.2.1)")
     return ChapSpec(_get(table, "user", where, str), secret, mutual_user, mutual_secret)
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ..errors import AuthenticationError, RemoteProtocolError
 from ..iscsi import pdu as P
 from ..iscsi import text as T
-from ..iscsi.auth import ChapTarget
+from ..iscsi.auth import ChapCredentials, ChapTarget
 from ..iscsi.constants import ISCSI_VERSION, LoginStatus, Stage
 from ..iscsi.keys import Negotiation, Phase, Role, SessionParams
 
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from .server import Target, TargetServer
 
 MAX_RECV_DATA_SEGMENT = 262144  # what the target declares it can receive in full feature phase
+MAX_BURST_LENGTH = (16 << 20) - 1024  # the largest multiple of 1 KiB below the 2**24 limit (§13.13)
+FIRST_BURST_LENGTH = 262144  # unsolicited data per command: bounds memory at window x 256 KiB
 
 # (CSG, NSG) -> allowed when the initiator sets T (RFC 7143 §6.3, §11.12.3).
 _TRANSITIONS: dict[tuple[int, int], bool] = {
@@ -175,8 +177,9 @@ class TargetLogin:
                                  f"initiator {name} is not in the ACL of {wanted}")
             chap = self.target.spec.chap
             if chap is not None:
-                self.chap = ChapTarget(user=chap.user, secret=chap.secret, mutual_user=chap.mutual_user,
-                                       mutual_secret=chap.mutual_secret)
+                mutual = (ChapCredentials(chap.mutual_user, chap.mutual_secret)
+                          if chap.mutual_user is not None and chap.mutual_secret is not None else None)
+                self.chap = ChapTarget(ChapCredentials(chap.user, chap.secret), target=mutual)
                 if self.stage != Stage.SECURITY:
                     raise self._fail(req, LoginStatus.AUTHENTICATION_FAILURE,
                                      f"target {wanted} requires CHAP; the initiator skipped the security stage")
@@ -194,8 +197,8 @@ class TargetLogin:
             "MaxConnections": "1",
             "InitialR2T": "No",
             "ImmediateData": "Yes",
-            "MaxBurstLength": str(16 << 20),
-            "FirstBurstLength": str(16 << 20),
+            "MaxBurstLength": str(MAX_BURST_LENGTH),
+            "FirstBurstLength": str(FIRST_BURST_LENGTH),
             "MaxOutstandingR2T": "16",
             "ErrorRecoveryLevel": "0",
             "DefaultTime2Wait": "0",
@@ -221,8 +224,8 @@ class TargetLogin:
         if self.stage == Stage.SECURITY and self.chap is not None and neg.results.get("AuthMethod") == "CHAP":
             chap_keys = {k: v for k, v in received.items() if k.startswith("CHAP_")}
             if chap_keys or not self.authenticated:
-                answers.update(self.chap.receive(chap_keys, initiator_name=self.initiator_name))
-                self.authenticated = self.chap.done
+                answers.update(self.chap.receive(chap_keys))
+                self.authenticated = self.chap.authenticated
         elif any(k.startswith("CHAP_") for k in received):
             raise RemoteProtocolError("CHAP keys without AuthMethod=CHAP (RFC 7143 12.1.3)")
         if self.stage == Stage.OPERATIONAL and not self.declared:

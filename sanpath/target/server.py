@@ -268,6 +268,10 @@ class TargetConnection(asyncio.BufferedProtocol):
         except (SessionClosed, RemoteProtocolError) as e:
             log.warning("%s: %s; closing the connection", self.peer, e)
             self.close()
+        except Exception:
+            # A bug of ours must cost one connection, never the server.
+            log.exception("%s: internal error; dropping the connection", self.peer)
+            self.abort()
 
     def eof_received(self) -> bool:
         return False

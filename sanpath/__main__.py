@@ -1,0 +1,3 @@
+from sanpath.cli.main import main
+
+main()

@@ -1,0 +1,47 @@
+"""libiscsi's command-line tools against the sanpath target: discovery, INQUIRY, READ CAPACITY 16."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from sanpath.testing.peers import require_peer
+from sanpath.testing.process import RunningTarget
+
+
+def run(*args: str) -> str:
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"{args[0]} exited {proc.returncode}: {proc.stdout}{proc.stderr}"
+    return proc.stdout
+
+
+def test_iscsi_ls_lists_target_portals_and_luns(target_process: RunningTarget) -> None:
+    require_peer("iscsi-ls", package="libiscsi-bin")
+    out = run("iscsi-ls", "-s", f"iscsi://{target_process.portals[0]}")
+    assert f"Target:{target_process.iqn}" in out
+    for portal in target_process.portals:
+        assert f"Portal:{portal},1" in out
+    luns = re.findall(r"Lun:(\d+)\s+Type:(\S+).*?\(Size:(\S+)\)", out)
+    assert [(n, t) for n, t, _ in luns] == [("0", "DIRECT_ACCESS"), ("1", "DIRECT_ACCESS")], out
+
+
+def test_iscsi_inq_standard_and_device_identification(target_process: RunningTarget) -> None:
+    require_peer("iscsi-inq", package="libiscsi-bin")
+    out = run("iscsi-inq", target_process.url(0))
+    assert "Peripheral Device Type:DIRECT_ACCESS" in out or "DIRECT_ACCESS" in out, out
+    assert "SANPATH" in out
+    vpd = run("iscsi-inq", "-e", "1", "-c", "0x83", target_process.url(0))
+    assert re.search(r"Designator Type:NAA", vpd), vpd
+    naa = re.search(r"NAA:(?:0x)?([0-9a-fA-F]+)", vpd) or re.search(r"Designator:\[([0-9a-fA-F ]+)\]", vpd)
+    assert naa, vpd
+    # the same LUN through the second portal has the same identity
+    vpd2 = run("iscsi-inq", "-e", "1", "-c", "0x83", target_process.url(0, portal=1))
+    assert naa.group(1) in vpd2
+
+
+def test_iscsi_readcapacity16_reports_size(target_process: RunningTarget) -> None:
+    require_peer("iscsi-readcapacity16", package="libiscsi-bin")
+    out = run("iscsi-readcapacity16", target_process.url(0))
+    assert re.search(r"Total size:\s*67108864", out), out
+    out1 = run("iscsi-readcapacity16", target_process.url(1))
+    assert re.search(r"Total size:\s*16777216", out1), out1
