@@ -21,3 +21,11 @@ class ConfigError(SanpathError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"{key}: {message}")
         self.key = key
+
+
+class AuthenticationError(SanpathError):
+    """Login authentication failed (RFC 7143 §12.1): the message says which side refused whom and why.
+
+    A target answers it with Login status 0x0201 (authentication failure); an initiator closes the
+    connection. The message names the CHAP user and what to check, and never contains a secret.
+    """

@@ -98,6 +98,10 @@ class PduReader:
         buf = self._buf
         _, ahs_len, data_len = parse_bhs(memoryview(buf)[s : s + BHS_LENGTH])
         hlen = BHS_LENGTH + ahs_len
+        if data_len > self.max_data:  # refuse before waiting for (or buffering) any of it
+            raise OversizedDataSegment(
+                f"DataSegmentLength {data_len} exceeds our MaxRecvDataSegmentLength {self.max_data} "
+                "(RFC 7143 13.12)", bytes(buf[s : s + min(hlen, avail)]))
         hd = DIGEST_LENGTH if self.header_digest else 0
         if avail < hlen + hd:
             return None
@@ -106,10 +110,6 @@ class PduReader:
             if buf[s + hlen : s + hlen + hd] != expect:
                 raise DigestError("header digest mismatch (RFC 7143 11.2.3); the connection cannot be trusted",
                                   bytes(buf[s : s + hlen]), data_digest=False)
-        if data_len > self.max_data:
-            raise OversizedDataSegment(
-                f"DataSegmentLength {data_len} exceeds our MaxRecvDataSegmentLength {self.max_data} "
-                "(RFC 7143 13.12)", bytes(buf[s : s + hlen]))
         padded = data_len + (-data_len % 4)
         dd = DIGEST_LENGTH if (self.data_digest and data_len) else 0
         total = hlen + hd + padded + dd

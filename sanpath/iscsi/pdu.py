@@ -217,7 +217,7 @@ class LoginRequest(Pdu):
 
     @classmethod
     def decode(cls, h: Data, data: Data) -> LoginRequest:
-        b0, b1, vmax, vmin, _, isid, tsih, itt, cid, cmdsn, expstatsn = cls._S.unpack_from(h)
+        _, b1, vmax, vmin, _, isid, tsih, itt, cid, cmdsn, expstatsn = cls._S.unpack_from(h)
         return cls(True, data, bool(b1 & 0x80), bool(b1 & 0x40), (b1 >> 2) & 3, b1 & 3, vmax, vmin,
                    isid, tsih, itt, cid, cmdsn, expstatsn)
 
@@ -670,7 +670,7 @@ def decode(header: Data, data: Data = b"") -> Pdu:
         raise RemoteProtocolError(f"header is {len(header)} bytes, TotalAHSLength says {BHS_LENGTH + ahs_len}")
     if len(data) != data_len:
         raise RemoteProtocolError(f"data segment is {len(data)} bytes, DataSegmentLength says {data_len}")
-    return cls.decode(header, data)  # type: ignore[attr-defined, no-any-return]
+    return cls.decode(header, data)  # type: ignore[attr-defined]
 
 
 def encode(pdu: Pdu) -> bytes:

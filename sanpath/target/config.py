@@ -86,8 +86,8 @@ def parse_portal(key: str, text: str) -> tuple[str, int]:
 
 
 def _port(key: str, text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise ConfigError(key, f"port {text!r} must be a number in 1..65535")
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ConfigError(key, f"port {text!r} must be a number in 1..65535 (0: any free port)")
     return int(text)
 
 
@@ -219,8 +219,10 @@ def _lun(table: dict[str, Any], where: str) -> LunSpec:
         raise ConfigError(f"{where}.block_size", f"{block_size} unsupported; use 512, 1024, 2048 or 4096")
     if ("path" in table) == ("memory" in table):
         raise ConfigError(where, "give exactly one of path (file or block device) or memory (a size)")
+    path: str | None = None
+    size: int | None
     if "memory" in table:
-        path, size = None, parse_size(f"{where}.memory", table["memory"])
+        size = parse_size(f"{where}.memory", table["memory"])
     else:
         path = _get(table, "path", where, str)
         size = parse_size(f"{where}.size", table["size"]) if "size" in table else None

@@ -10,6 +10,7 @@ the same triple reinstates the session (§6.3.5).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 from dataclasses import dataclass
@@ -58,8 +59,14 @@ class Target:
             else:
                 backstore = FileBackstore(lun.path, size=lun.size, block_size=lun.block_size)
             serial = lun_serial(spec.iqn, lun)
+            # No POWER ON unit attention for each new session: initiators that do not retry on UNIT
+            # ATTENTION would fail their first command. Fault injection can turn it on.
             self.luns[lun.id] = LogicalUnit(backstore, naa=lun_naa(serial), serial=serial,
-                                            port_groups=self.port_groups, read_only=lun.read_only)
+                                            port_groups=self.port_groups, read_only=lun.read_only,
+                                            luns=self.lun_ids, ua_on_new_nexus=False)
+
+    def lun_ids(self) -> list[int]:
+        return sorted(self.luns)
 
     def port_for_tpgt(self, tpgt: int) -> TargetPort:
         return self.ports[tpgt]
@@ -109,7 +116,7 @@ class TargetServer:
         wanted = sorted({p for t in self.targets.values() for tp in t.ports.values() for p in tp.portals})
         try:
             for host, port in wanted:
-                srv = await loop.create_server(lambda h=host, p=port: TargetConnection(self, (h, p)),
+                srv = await loop.create_server(functools.partial(TargetConnection, self, (host, port)),
                                                host, port, reuse_address=True, backlog=128)
                 self.servers.append(srv)
                 bound = srv.sockets[0].getsockname()
@@ -154,13 +161,13 @@ class TargetServer:
                     out.append((t, tp.tpgt))
         return out
 
-    def text_response(self, data: bytes, only: Target | None, initiator: str = "") -> bytes:
+    def text_response(self, data: bytes | bytearray | memoryview, only: Target | None, initiator: str = "") -> bytes:
         """Answer a text request: SendTargets=All|<name>|"" (RFC 7143 §12.3, Appendix C)."""
         pairs = T.decode_pairs(data)
         out: list[tuple[str, str]] = []
         for key, value in pairs:
             if key != "SendTargets":
-                out.append((key, "NotUnderstood" if not key.startswith("X") else "NotUnderstood"))
+                out.append((key, "NotUnderstood"))
                 continue
             if value == "All" and only is None:
                 chosen = list(self.targets.values())
@@ -354,7 +361,7 @@ class TargetConnection(asyncio.BufferedProtocol):
 class _DiscoveryTarget(Target):
     """Stand-in target for a discovery session: no LUNs; SendTargets=All lists every target."""
 
-    def __init__(self, server: TargetServer) -> None:  # noqa: D107 - deliberately skips Target.__init__
+    def __init__(self, server: TargetServer) -> None:
         self.server = server
         self.iqn = ""
         self.luns = {}

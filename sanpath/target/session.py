@@ -66,7 +66,9 @@ class Task:
     received: int = 0
     unsolicited_end: int = 0  # data below this offset arrives without R2T
     next_r2t: int = 0  # next offset to solicit
-    r2ts: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # TTT -> (offset, length, got)
+    unsolicited_got: int = 0  # bytes of unsolicited Data-Out received (after any immediate data)
+    unsolicited_datasn: int = 0  # DataSN expected next in the unsolicited sequence
+    r2ts: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)  # TTT -> offset, length, got, DataSN
     r2tsn: int = 0
     reserved: int = 0  # bytes of the session's R2T budget held
     runner: asyncio.Task[None] | None = None
@@ -104,6 +106,8 @@ class TargetSession:
         self.nexus = Nexus(initiator_port=f"{initiator_name},i,0x{isid.hex()}",
                            target_port=f"{target.iqn},t,0x{tpgt:04x}",
                            relative_port_id=port.relative_port_id, tpg_id=port.tpg_id)
+        for lu in target.luns.values():
+            lu.nexus_new(self.nexus)
 
     # --- sequence numbers ----------------------------------------------------------------------
 
@@ -226,7 +230,7 @@ class TargetSession:
             length = min(p.max_burst_length, edtl - task.next_r2t)
             ttt = self.next_ttt
             self.next_ttt = (ttt + 1) % 0xFFFFFFFF or 1
-            task.r2ts[ttt] = (task.next_r2t, length, 0)
+            task.r2ts[ttt] = (task.next_r2t, length, 0, 0)
             self.send(P.R2T(lun=task.cmd.lun, itt=task.cmd.itt, ttt=ttt, statsn=self.statsn,
                             expcmdsn=self.expcmdsn, maxcmdsn=self.maxcmdsn, r2tsn=task.r2tsn,
                             offset=task.next_r2t, length=length))
@@ -243,29 +247,35 @@ class TargetSession:
         if n > self.params.max_recv_data_segment_length:
             self.reject(header, RejectReason.PROTOCOL_ERROR)
             return
+        # DataPDUInOrder=Yes and DataSequenceInOrder=Yes (§13.19, §13.20): within each sequence the
+        # offsets are contiguous and DataSN counts from 0 (§11.7.5). Anything else is a protocol error
+        # that ErrorRecoveryLevel 0 cannot repair, so the connection goes.
         if d.ttt == RESERVED_TAG:
-            lo, hi = len(task.cmd.data), task.unsolicited_end
-            if not (lo <= d.offset and d.offset + n <= hi):
-                log.warning("%s: unsolicited Data-Out at %d+%d outside [%d, %d)", self.initiator_name,
-                            d.offset, n, lo, hi)
-                self.reject(header, RejectReason.PROTOCOL_ERROR)
-                return
+            expect_offset = len(task.cmd.data) + task.unsolicited_got
+            expect_sn = task.unsolicited_datasn
+            if d.offset + n > task.unsolicited_end:
+                expect_offset = -1
+            task.unsolicited_got += n
+            task.unsolicited_datasn += 1
         else:
             r2t = task.r2ts.get(d.ttt)
-            if r2t is None or not (r2t[0] <= d.offset and d.offset + n <= r2t[0] + r2t[1]):
+            if r2t is None:
                 self.reject(header, RejectReason.INVALID_PDU_FIELD)
                 return
-            got = r2t[2] + n
-            if got >= r2t[1] or d.final:
+            offset, length, got, expect_sn = r2t
+            got += n
+            expect_offset = offset + got - n if got <= length and (got == length or not d.final) else -1
+            if got >= length:
                 del task.r2ts[d.ttt]
             else:
-                task.r2ts[d.ttt] = (r2t[0], r2t[1], got)
+                task.r2ts[d.ttt] = (offset, length, got, expect_sn + 1)
+        if d.offset != expect_offset or d.datasn != expect_sn:
+            self.reject(header, RejectReason.PROTOCOL_ERROR)
+            raise SessionClosed(f"Data-Out for ITT 0x{d.itt:08x} at offset {d.offset} DataSN {d.datasn}; "
+                                f"expected offset {expect_offset} DataSN {expect_sn} (RFC 7143 11.7.5)")
         if n:
             task.chunks.append((d.offset, bytes(d.data)))
             task.received += n
-        if task.received > task.cmd.edtl:
-            self.reject(header, RejectReason.PROTOCOL_ERROR)
-            raise SessionClosed(f"more Data-Out than EDTL {task.cmd.edtl} for ITT 0x{d.itt:08x}")
         if task.received == task.cmd.edtl:
             task.r2ts.clear()
             self._execute(task)

@@ -34,7 +34,7 @@ class RunningTarget:
 @contextmanager
 def serve_target(*args: str, timeout: float = 20.0) -> Iterator[RunningTarget]:
     """Start ``sanpath target serve ARGS`` and wait for its ready line; SIGTERM it on exit."""
-    log = tempfile.NamedTemporaryFile("w+", prefix="sanpath-target-", suffix=".log", delete=False)
+    log = tempfile.NamedTemporaryFile("w+", prefix="sanpath-target-", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "sanpath", "target", "serve", *args],
                             stdout=subprocess.PIPE, stderr=log, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
