@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ..errors import RemoteProtocolError
 from ..iscsi import pdu as P
 from ..iscsi import text as T
-from ..iscsi.constants import RejectReason
+from ..iscsi.constants import RESERVED_TAG, RejectReason
 from ..iscsi.framing import DigestError, OversizedDataSegment, PduReader, frame_pdu
 from ..scsi.constants import Status
 from ..scsi.sense import build_fixed_sense
@@ -212,6 +212,9 @@ class TargetConnection(asyncio.BufferedProtocol):
         self.data_digest = False
         self.peer = ""
         self._login_timer: asyncio.TimerHandle | None = None
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._last_rx = 0.0
+        self._ping_ttt = 0
 
     # --- transport events -----------------------------------------------------------------------
 
@@ -235,8 +238,9 @@ class TargetConnection(asyncio.BufferedProtocol):
             self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._login_timer is not None:
-            self._login_timer.cancel()
+        for timer in (self._login_timer, self._ping_timer):
+            if timer is not None:
+                timer.cancel()
         self.server.connections.discard(self)
         if self.session is not None:
             self.session.shutdown()
@@ -255,6 +259,7 @@ class TargetConnection(asyncio.BufferedProtocol):
         return self.reader.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
+        self._last_rx = asyncio.get_running_loop().time()  # any bytes at all are proof of life
         self.reader.buffer_updated(nbytes)
         try:
             while self.transport is not None and not self.transport.is_closing():
@@ -341,6 +346,26 @@ class TargetConnection(asyncio.BufferedProtocol):
             window=self.server.spec.cmd_window, send=self.write, close=self.close)
         self.session.discovery = target is None
         self.login = None
+        interval = self.server.spec.nop_in_interval
+        if interval > 0:
+            self._ping_timer = asyncio.get_running_loop().call_later(interval, self._ping, interval)
+
+    def _ping(self, interval: float) -> None:
+        """Target NOP-In (RFC 7143 §11.19): ask for a NOP-Out when the line has been quiet for an interval;
+        drop the connection when nothing at all arrived for two."""
+        session = self.session
+        if session is None or self.transport is None:
+            return
+        quiet = asyncio.get_running_loop().time() - self._last_rx
+        if quiet >= 2 * interval:
+            log.warning("%s: nothing received for %.1f s after a NOP-In; dropping the connection", self.peer, quiet)
+            self.abort()
+            return
+        if quiet >= interval:
+            self._ping_ttt = self._ping_ttt % 0xFFFFFFFE + 1
+            self.write(P.NopIn(itt=RESERVED_TAG, ttt=self._ping_ttt, statsn=session.statsn,
+                               expcmdsn=session.expcmdsn, maxcmdsn=session.maxcmdsn))
+        self._ping_timer = asyncio.get_running_loop().call_later(interval / 2, self._ping, interval)
 
     # --- output --------------------------------------------------------------------------------
 

@@ -97,6 +97,7 @@ class TargetSession:
                            | P.TaskMgmtRequest] = {}
         self.r2t_budget = R2T_BUDGET
         self.budget_waiters: deque[Task] = deque()
+        self.dropped: deque[int] = deque(maxlen=64)  # ITTs of commands ended by a Reject
         self.next_ttt = 1
         self.text_pending: tuple[int, bytes] | None = None  # (TTT, rest of a continued text response)
         self.logged_out = False
@@ -239,6 +240,8 @@ class TargetSession:
 
     def _data_out(self, d: P.DataOut, header: bytes) -> None:
         task = self.tasks.get(d.itt)
+        if task is None and d.itt in self.dropped:
+            return  # the rest of a command already rejected
         if task is None or task.runner is not None or not task.cmd.write:
             log.warning("%s: Data-Out for unknown or finished ITT 0x%08x", self.initiator_name, d.itt)
             self.reject(header, RejectReason.INVALID_PDU_FIELD)
@@ -270,9 +273,16 @@ class TargetSession:
             else:
                 task.r2ts[d.ttt] = (offset, length, got, expect_sn + 1)
         if d.offset != expect_offset or d.datasn != expect_sn:
+            # The command cannot complete (ErrorRecoveryLevel 0 has no recovery within a command): the
+            # Reject ends it at the initiator (§11.17.1), and the target drops it without a response.
+            # The rest of the session is unharmed.
+            log.warning("%s: Data-Out for ITT 0x%08x at offset %d DataSN %d; expected offset %d DataSN %d "
+                        "(RFC 7143 11.7.5); the command is rejected", self.initiator_name, d.itt, d.offset,
+                        d.datasn, expect_offset, expect_sn)
             self.reject(header, RejectReason.PROTOCOL_ERROR)
-            raise SessionClosed(f"Data-Out for ITT 0x{d.itt:08x} at offset {d.offset} DataSN {d.datasn}; "
-                                f"expected offset {expect_offset} DataSN {expect_sn} (RFC 7143 11.7.5)")
+            self._forget(task)
+            self.dropped.append(d.itt)
+            return
         if n:
             task.chunks.append((d.offset, bytes(d.data)))
             task.received += n

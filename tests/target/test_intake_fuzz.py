@@ -140,16 +140,20 @@ async def test_garbage_before_login_closes(target: TargetServer) -> None:
     writer.close()
 
 
-async def test_data_out_with_wrong_datasn_closes(target: TargetServer) -> None:
+async def test_data_out_with_wrong_datasn_rejected(target: TargetServer) -> None:
     s = await session(target)
     itt = s.next_itt()
     cdb = struct.pack(">BBIBHB", 0x2A, 0, 0, 0, 2, 0).ljust(16, b"\0")
     await s.send(P.ScsiCommand(write=True, itt=itt, edtl=1024, cmdsn=s.cmdsn, cdb=cdb))
+    s.cmdsn += 1
     r2t = await s.recv()
     assert isinstance(r2t, P.R2T) and r2t.length == 1024
     await s.send(P.DataOut(data=bytes(512), itt=itt, ttt=r2t.ttt, datasn=27, offset=0))
     assert await expect_reject_or_close(s, RejectReason.PROTOCOL_ERROR) == "reject"
-    assert await expect_reject_or_close(s) == "closed"
+    # the rest of that command's data is dropped quietly, and the session goes on
+    await s.send(P.DataOut(data=bytes(512), final=True, itt=itt, ttt=r2t.ttt, datasn=1, offset=512))
+    status, _, _ = await s.command(TUR)
+    assert status == 0
 
 
 async def test_snack_rejected(target: TargetServer) -> None:
