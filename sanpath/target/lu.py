@@ -263,6 +263,14 @@ COMMANDS: tuple[CommandInfo, ...] = (
         service_action=ServiceActionIn16.READ_CAPACITY_16,
     ),
     CommandInfo(
+        Opcode.SERVICE_ACTION_IN_16,
+        "GET LBA STATUS",
+        sbc.get_lba_status,
+        _u(0x9E, _SA, *_FF8, *_FF4, 0, 0),
+        service_action=ServiceActionIn16.GET_LBA_STATUS,
+        access=Access.READ,
+    ),
+    CommandInfo(
         Opcode.REPORT_LUNS,
         "REPORT LUNS",
         spc.report_luns,

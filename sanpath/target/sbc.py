@@ -1,5 +1,5 @@
 """SBC-3 block commands: READ/WRITE (6/10/12/16), WRITE AND VERIFY, VERIFY, SYNCHRONIZE CACHE,
-READ CAPACITY (10)/(16), UNMAP, WRITE SAME (10)/(16) and COMPARE AND WRITE.
+READ CAPACITY (10)/(16), GET LBA STATUS, UNMAP, WRITE SAME (10)/(16) and COMPARE AND WRITE.
 
 Every handler takes the LogicalUnit and the Command and returns a ScsiResult or raises
 CheckCondition.  Writes hold the LU's LBA range lock so COMPARE AND WRITE is atomic against them.
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from sanpath.scsi import constants as c
 from sanpath.scsi.constants import Opcode
+from sanpath.target.backstore import ReportsAllocation
 from sanpath.target.common import (
     GOOD,
     CheckCondition,
@@ -242,6 +243,49 @@ async def read_capacity_16(lu: LogicalUnit, cmd: Command) -> ScsiResult:
     alloc = cmd.u32(10)
     b14 = 0xC0 if lu.thin else 0x00  # LBPME | LBPRZ; lowest aligned LBA 0
     data = struct.pack(">QIBBBB", lu.num_blocks - 1, lu.block_size, 0, 0, b14, 0) + bytes(16)
+    return ScsiResult(GOOD, alloc_trim(data, alloc))
+
+
+# --- GET LBA STATUS --------------------------------------------------------------------------
+_LBA_STATUS_HEADER = struct.Struct(">I4x")
+_LBA_STATUS_DESC = struct.Struct(">QIB3x")
+_MAX_LBA_STATUS_DESCRIPTORS = 1024  # 16 KiB of descriptors; the device server may return fewer
+_MAX_DESC_BLOCKS = 0xFFFFFFFF  # NUMBER OF LOGICAL BLOCKS is 32 bits: longer extents are split
+PROVISIONING_MAPPED = 0x0
+PROVISIONING_DEALLOCATED = 0x1
+PROVISIONING_ANCHORED = 0x2  # never reported: ANC_SUP=0
+
+
+async def get_lba_status(lu: LogicalUnit, cmd: Command) -> ScsiResult:
+    """GET LBA STATUS, SBC-3 5.7: LBA status descriptors (5.7.2.2) from the STARTING LOGICAL BLOCK
+    ADDRESS on, each a run of blocks with one provisioning status: 0h mapped, 1h deallocated (reads
+    as zeros: LBPRZ=1).  As many descriptors as fit the ALLOCATION LENGTH (at least one, trimmed
+    when even that does not fit), capped at 1024; the first starts at the requested LBA.  The
+    SBC-4 REPORT TYPE field (byte 14) must be zero: every LBA is reported."""
+    lba, alloc = cmd.u64(2), cmd.u32(10)
+    if cmd.cdb[14] & 0x03:
+        raise invalid_field(14, 1 if cmd.cdb[14] & 0x02 else 0)
+    if lba >= lu.num_blocks:
+        raise lba_out_of_range()
+    room = max(1, min((alloc - _LBA_STATUS_HEADER.size) // _LBA_STATUS_DESC.size, _MAX_LBA_STATUS_DESCRIPTORS))
+    bs = lu.block_size
+    offset, length = lba * bs, (lu.num_blocks - lba) * bs
+    store = lu.backstore
+    if lu.thin and isinstance(store, ReportsAllocation):
+        extents = await store.allocation(offset, length, limit=room)
+    else:  # fully provisioned, or a backstore that cannot tell: every LBA is mapped
+        extents = [(offset, length, True)]
+    descs = bytearray()
+    count = 0
+    for start, size, mapped in extents:
+        first, blocks = start // bs, size // bs
+        status = PROVISIONING_MAPPED if mapped else PROVISIONING_DEALLOCATED
+        while blocks and count < room:
+            n = min(blocks, _MAX_DESC_BLOCKS)
+            descs += _LBA_STATUS_DESC.pack(first, n, status)
+            first, blocks, count = first + n, blocks - n, count + 1
+    # PARAMETER DATA LENGTH counts the bytes after itself: the reserved 4 and the descriptors
+    data = _LBA_STATUS_HEADER.pack(4 + len(descs)) + descs
     return ScsiResult(GOOD, alloc_trim(data, alloc))
 
 

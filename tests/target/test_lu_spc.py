@@ -159,7 +159,7 @@ async def test_unsupported_opcode_is_invalid_command_operation_code() -> None:
     for cdb_bytes in (bytes((0x34,)) + bytes(9), bytes((0x1B,)) + bytes(5), bytes((0x83,)) + bytes(15)):
         assert sense_of(await lu.execute(N1, cdb_bytes)) == (SenseKey.ILLEGAL_REQUEST, 0x20, 0)
     # known opcode, unknown service action: INVALID FIELD IN CDB pointing at byte 1
-    res = await lu.execute(N1, bytes((0x9E, 0x12)) + bytes(14))
+    res = await lu.execute(N1, bytes((0x9E, 0x13)) + bytes(14))
     assert sense_of(res) == (SenseKey.ILLEGAL_REQUEST, 0x24, 0)
     assert parse_sense(res.sense).field_pointer == FieldPointer(1, 4)
 
