@@ -166,6 +166,20 @@ def check_secret(secret: bytes, *, what: str, min_length: int = MIN_SECRET_LENGT
         )
 
 
+
+def _check_pair(initiator: ChapCredentials, target: ChapCredentials | None, min_length: int) -> None:
+    """Both secrets long enough, and different: each direction needs its own (RFC 7143 §9.2.1)."""
+    check_secret(initiator.secret, what=f"CHAP secret of initiator user {initiator.user!r}", min_length=min_length)
+    if target is None:
+        return
+    check_secret(target.secret, what=f"mutual CHAP secret of target user {target.user!r}", min_length=min_length)
+    if hmac.compare_digest(target.secret, initiator.secret):
+        raise ConfigError(
+            "mutual CHAP",
+            f"the secret of target user {target.user!r} equals the secret of initiator user "
+            f"{initiator.user!r}; each direction needs its own secret (RFC 7143 §9.2.1)",
+        )
+
 def negotiate_algorithm(offered: str, allowed: tuple[int, ...]) -> ChapAlgorithm | None:
     """The first of the initiator's CHAP_A values that the target allows (list rule, RFC 7143 §6.2.1)."""
     for item in offered.split(","):
@@ -238,23 +252,7 @@ class ChapTarget:
         min_secret_length: int = MIN_SECRET_LENGTH,
         rng: Rng = secrets.token_bytes,
     ) -> None:
-        check_secret(
-            initiator.secret,
-            what=f"CHAP secret of initiator user {initiator.user!r}",
-            min_length=min_secret_length,
-        )
-        if target is not None:
-            check_secret(
-                target.secret,
-                what=f"mutual CHAP secret of target user {target.user!r}",
-                min_length=min_secret_length,
-            )
-            if hmac.compare_digest(target.secret, initiator.secret):
-                raise ConfigError(
-                    "mutual CHAP",
-                    f"the target secret for {target.user!r} equals the initiator secret for "
-                    f"{initiator.user!r}; each direction needs its own secret (RFC 7143 §9.2.1)",
-                )
+        _check_pair(initiator, target, min_secret_length)
         self.initiator = initiator
         self.target = target
         self.algorithms = _check_algorithms(algorithms)
@@ -402,23 +400,7 @@ class ChapInitiator:
         min_secret_length: int = MIN_SECRET_LENGTH,
         rng: Rng = secrets.token_bytes,
     ) -> None:
-        check_secret(
-            credentials.secret,
-            what=f"CHAP secret of initiator user {credentials.user!r}",
-            min_length=min_secret_length,
-        )
-        if target is not None:
-            check_secret(
-                target.secret,
-                what=f"mutual CHAP secret of target user {target.user!r}",
-                min_length=min_secret_length,
-            )
-            if hmac.compare_digest(target.secret, credentials.secret):
-                raise ConfigError(
-                    "mutual CHAP",
-                    f"the secret expected from target user {target.user!r} equals the initiator secret "
-                    f"of {credentials.user!r}; each direction needs its own secret (RFC 7143 §9.2.1)",
-                )
+        _check_pair(credentials, target, min_secret_length)
         self.credentials = credentials
         self.target = target
         self.algorithms = _check_algorithms(algorithms)
