@@ -45,5 +45,5 @@ def test_multipath_io_suite_runs_over_two_portals(tmp_path: Path) -> None:
     require_peer("iscsi-test-cu", package="libiscsi-bin")
     total, ran, passed, failed, out = run_suite(tmp_path, "ALL.MultipathIO")
     assert failed == 0, f"failed: {failures(out)}"
-    assert total == ran == 4
+    assert total == ran == passed == 4
     assert "multipath" not in out.lower() or "[SKIPPED]" not in out, "MultipathIO tests were skipped:\n" + out
