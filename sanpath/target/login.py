@@ -103,6 +103,9 @@ class TargetLogin:
             raise self._fail(req, LoginStatus.INITIATOR_ERROR, str(e)) from None
 
     def _receive(self, req: P.LoginRequest) -> tuple[P.LoginResponse, TargetLogin.Result | None]:
+        if req.cont and req.transit:
+            raise self._fail(req, LoginStatus.INITIATOR_ERROR,
+                             "a Login Request with the C bit set must have T clear (RFC 7143 11.12.2)")
         if self.first is None:
             self._check_first(req)
         elif (req.isid, req.tsih, req.itt) != (self.first.isid, self.first.tsih, self.first.itt):
@@ -128,10 +131,11 @@ class TargetLogin:
         if text is None:
             return self._response(req), None  # ask for the rest of a continued request
         received = T.decode(text)
-        if self.first is None:
+        leading = self.first is None
+        if leading:
             self._first_keys(req, received)
             self.first = req
-        answers = self._negotiate(req, received)
+        answers = self._negotiate(req, received, leading)
         transit, result = self._transit(req)
         body = T.encode(list(answers.items()))
         pieces = T.split(body, T.MIN_NEGOTIATION_BYTES) if body else [b""]
@@ -214,11 +218,11 @@ class TargetLogin:
         else:
             self.negotiation.phase = phase  # results carry over from stage to stage
 
-    def _negotiate(self, req: P.LoginRequest, received: dict[str, str]) -> dict[str, str]:
+    def _negotiate(self, req: P.LoginRequest, received: dict[str, str], leading: bool) -> dict[str, str]:
         neg = self.negotiation
         assert neg is not None
         answers: dict[str, str] = {}
-        if self.first is None and self.target is not None:
+        if leading and self.target is not None:
             answers["TargetPortalGroupTag"] = str(self.tpgt)  # §13.9: in the first response
         answers.update(neg.receive(received))
         if self.stage == Stage.SECURITY and self.chap is not None and neg.results.get("AuthMethod") == "CHAP":

@@ -93,8 +93,10 @@ class TargetSession:
         self.statsn = statsn
         self.outstanding = 0
         self.tasks: dict[int, Task] = {}
+        # Commands that arrived ahead of a CmdSN gap; None marks a CmdSN counted as received without
+        # running, because ABORT TASK named it before it arrived (RFC 7143 §11.6.1 b).
         self.pending: dict[int, P.ScsiCommand | P.NopOut | P.TextRequest | P.LogoutRequest
-                           | P.TaskMgmtRequest] = {}
+                           | P.TaskMgmtRequest | None] = {}
         self.r2t_budget = R2T_BUDGET
         self.budget_waiters: deque[Task] = deque()
         self.dropped: deque[int] = deque(maxlen=64)  # ITTs of commands ended by a Reject
@@ -154,12 +156,20 @@ class TargetSession:
             self.reject(header, RejectReason.PROTOCOL_ERROR)
             return
         if sn != self.expcmdsn:
-            self.pending[sn] = pdu
+            if sn not in self.pending or self.pending[sn] is not None:  # None: aborted before it came
+                self.pending[sn] = pdu
             return
         self._advance(pdu, header)
+        self._drain()
+
+    def _drain(self) -> None:
+        """Deliver the commands that were waiting for the gap at ExpCmdSN to fill."""
         while self.expcmdsn in self.pending:
             nxt = self.pending.pop(self.expcmdsn)
-            self._advance(nxt, nxt.encode_header())
+            if nxt is None:
+                self.expcmdsn = (self.expcmdsn + 1) & 0xFFFFFFFF
+            else:
+                self._advance(nxt, nxt.encode_header())
 
     def _advance(self, pdu: P.ScsiCommand | P.NopOut | P.TextRequest | P.LogoutRequest | P.TaskMgmtRequest,
                  header: bytes) -> None:
@@ -432,10 +442,15 @@ class TargetSession:
         response = TaskResponse.COMPLETE
         if fn == TaskFunction.ABORT_TASK:
             task = self.tasks.get(req.rtt)
+            queued = self.pending.get(req.refcmdsn)
             if task is not None and task.lun == lun:
                 await self.abort_tasks([task])
-            elif task is None and sn_le(self.expcmdsn, req.refcmdsn) and sn_le(req.refcmdsn, self.maxcmdsn):
-                pass  # not received yet, inside the window: "function complete" (§11.5.1 b)
+            elif (task is None and (queued is None or queued.itt == req.rtt) and sn_lt(req.refcmdsn, req.cmdsn)
+                  and sn_le(self.expcmdsn, req.refcmdsn) and sn_le(req.refcmdsn, self.maxcmdsn)):
+                # Not received yet (or held behind a gap), inside the window and before the TMF: the
+                # CmdSN counts as received and the command never runs; "function complete" (§11.6.1 b).
+                self.pending[req.refcmdsn] = None
+                self._drain()
             else:
                 response = TaskResponse.TASK_DOES_NOT_EXIST
         elif fn in (TaskFunction.ABORT_TASK_SET, TaskFunction.CLEAR_TASK_SET):
