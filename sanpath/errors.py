@@ -29,3 +29,41 @@ class AuthenticationError(SanpathError):
     A target answers it with Login status 0x0201 (authentication failure); an initiator closes the
     connection. The message names the CHAP user and what to check, and never contains a secret.
     """
+
+
+class IscsiError(SanpathError):
+    """An iSCSI operation failed; ``portal`` says where."""
+
+    def __init__(self, message: str, *, portal: str = "") -> None:
+        super().__init__(f"{portal}: {message}" if portal else message)
+        self.portal = portal
+
+
+class LoginError(IscsiError):
+    """The target refused the login (RFC 7143 §11.13.5 status class and detail)."""
+
+    def __init__(self, message: str, *, portal: str = "", status: int = 0) -> None:
+        super().__init__(message, portal=portal)
+        self.status = status
+
+
+class ConnectionLost(IscsiError):
+    """The connection carrying a command went away; the command may be retried on another path."""
+
+    def __init__(self, message: str, *, portal: str = "", cause: str = "") -> None:
+        super().__init__(message, portal=portal)
+        self.cause = cause
+
+
+class CommandTimeout(IscsiError):
+    """A command did not complete in time; it was aborted (ABORT TASK, then LUN RESET, then the
+    connection was dropped)."""
+
+
+class ScsiCommandError(IscsiError):
+    """A SCSI command completed with a status other than GOOD."""
+
+    def __init__(self, message: str, *, portal: str = "", status: int = 0, sense: bytes = b"") -> None:
+        super().__init__(message, portal=portal)
+        self.status = status
+        self.sense = sense
