@@ -98,7 +98,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             await f
 
     def send(self, pdu: P.Pdu) -> None:
-        if self.transport is not None:
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.writelines(frame_pdu(pdu, header_digest=self.header_digest,
                                                 data_digest=self.data_digest))
 
@@ -194,7 +194,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             if avail < total:
                 return
             data = bytes(buf[d0 : d0 + data_len])
-            if dd and buf[d0 + data_len + pad : d0 + total] != digest_bytes(view[d0 : d0 + data_len + pad]):
+            if dd and buf[d0 + data_len + pad : s + total] != digest_bytes(view[d0 : d0 + data_len + pad]):
                 raise RemoteProtocolError("data digest mismatch (RFC 7143 11.2.3)")
             header = bytes(buf[s : s + hlen])
             self._start = s + total

@@ -77,6 +77,10 @@ class SessionConfig:
     source: str | None = None  # local address to bind: the storage NIC this path leaves through
     chap: ChapCredentials | None = None
     mutual: ChapCredentials | None = None  # what the target must prove (mutual CHAP)
+    # CHAP_A values offered, in order of preference. MD5 alone by default, as open-iscsi does: some
+    # targets (tgtd 1.0.x) pick SHA-256 (7) and then cannot check a 32-byte response. Add 7 to use
+    # SHA-256 with targets that implement it.
+    chap_algorithms: tuple[int, ...] = (5,)
     header_digest: bool = False
     data_digest: bool = False
     immediate_data: bool = True
@@ -150,6 +154,7 @@ class Session:
         self._ping_deadline: float | None = None
         self._reconnector: asyncio.Task[None] | None = None
         self.lost_count = 0
+        self.unit_attentions = 0  # commands retried after UNIT ATTENTION
 
     # --- opening, login ----------------------------------------------------------------------
 
@@ -170,7 +175,8 @@ class Session:
                                  cause="connect failed") from None
         self.conn = conn
         self._login_q = asyncio.Queue()
-        chap = ChapInitiator(cfg.chap, target=cfg.mutual) if cfg.chap is not None else None
+        chap = (ChapInitiator(cfg.chap, target=cfg.mutual, algorithms=cfg.chap_algorithms)
+                if cfg.chap is not None else None)
         login = InitiatorLogin(initiator_name=cfg.initiator_name, target_name=cfg.target, isid=self.isid,
                                portal=self.portal, chap=chap, cmdsn=self.cmdsn,
                                keys=default_keys(max_recv_data_segment_length=cfg.max_recv_data_segment_length,
@@ -355,6 +361,7 @@ class Session:
             if attempts and result.status == Status.CHECK_CONDITION and result.sense:
                 with contextlib.suppress(ValueError, RemoteProtocolError):
                     if parse_sense(result.sense).key == SenseKey.UNIT_ATTENTION:
+                        self.unit_attentions += 1
                         log.info("%s: LUN %d: %s; retrying", self.portal, lun, parse_sense(result.sense))
                         continue
             return result
