@@ -34,7 +34,7 @@ class PduSink(Protocol):
 
     def pdu_received(self, pdu: P.Pdu) -> None: ...
 
-    def connection_lost(self, cause: str) -> None: ...
+    def connection_lost(self, conn: IscsiProtocol, cause: str) -> None: ...
 
 
 class IscsiProtocol(asyncio.BufferedProtocol):
@@ -78,7 +78,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
                 f.set_result(None)
         if not self.closed.done():
             self.closed.set_result(None)
-        self.sink.connection_lost(cause)
+        self.sink.connection_lost(self, cause)
 
     def pause_writing(self) -> None:
         self._writing_paused = True

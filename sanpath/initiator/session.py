@@ -198,6 +198,7 @@ class Session:
                     raise RemoteProtocolError(f"{type(resp).__name__} during login (RFC 7143 6)")
                 req = login.receive(resp)
         except LoginRedirect as r:
+            self.conn = None
             conn.abort("redirected")
             if redirects >= 4:
                 raise LoginError("too many login redirections", portal=self.portal) from None
@@ -208,15 +209,18 @@ class Session:
             await self._connect_and_login(h, p, redirects + 1)
             return
         except TimeoutError:
+            self.conn = None
             conn.abort("login timeout")
             raise ConnectionLost(f"login did not finish within {cfg.login_timeout:.0f} s", portal=self.portal,
                                  cause="login timeout") from None
         except (LoginError, AuthenticationError, RemoteProtocolError) as e:
+            self.conn = None
             conn.abort(str(e))
             if isinstance(e, LoginError):
                 raise
             raise LoginError(f"login failed: {e}", portal=self.portal) from None
         except ConnectionLost:
+            self.conn = None
             raise
         finally:
             self._login_q = None
@@ -240,7 +244,9 @@ class Session:
         task = self.tasks.get(itt)
         return task.buffer if task is not None else None
 
-    def connection_lost(self, cause: str) -> None:
+    def connection_lost(self, conn: IscsiProtocol, cause: str) -> None:
+        if conn is not self.conn:
+            return  # a connection we already gave up on (failed login, redirect)
         if self._login_q is not None:
             self._login_q.put_nowait(cause)  # the login in progress fails with this cause
             return
@@ -254,7 +260,7 @@ class Session:
                 fut.set_exception(error)
         self._waiters.clear()
         self._wake_window()
-        if self.conn is not None and not self._closing:
+        if not self._closing:
             self.lost_count += 1
             log.warning("%s: %s", self.portal, cause)
             if self.config.reconnect and self._fatal is None:
