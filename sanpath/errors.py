@@ -67,3 +67,12 @@ class ScsiCommandError(IscsiError):
         super().__init__(message, portal=portal)
         self.status = status
         self.sense = sense
+
+
+class TaskAborted(IscsiError):
+    """A command was aborted by a task management function (ours or another initiator's); it did not
+    execute, or it executed and may be reissued (the multipath layer decides)."""
+
+
+class NoPathError(IscsiError):
+    """No path to the LUN can carry I/O, and no_path_retry says not to wait (longer)."""

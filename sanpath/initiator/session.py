@@ -18,7 +18,7 @@ import logging
 import os
 import secrets
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import (
@@ -96,6 +96,7 @@ class SessionConfig:
     reconnect: bool = False
     reconnect_attempts: int = 8
     reconnect_backoff: float = 0.5  # first wait; doubles up to 8 s
+    isid: bytes | None = None  # reuse an ISID: logging in with it reinstates that session (§6.3.5)
 
     @property
     def portal(self) -> str:
@@ -133,7 +134,7 @@ class Session:
     def __init__(self, config: SessionConfig) -> None:
         self.config = config
         self.portal = config.portal
-        self.isid = new_isid()
+        self.isid = config.isid or new_isid()
         self.conn: IscsiProtocol | None = None
         self.params = SessionParams()
         self.tsih = 0
@@ -155,6 +156,7 @@ class Session:
         self._reconnector: asyncio.Task[None] | None = None
         self.lost_count = 0
         self.unit_attentions = 0  # commands retried after UNIT ATTENTION
+        self.lost_listeners: list[Callable[[str], None]] = []  # told at once when the connection goes
 
     # --- opening, login ----------------------------------------------------------------------
 
@@ -263,6 +265,8 @@ class Session:
         if not self._closing:
             self.lost_count += 1
             log.warning("%s: %s", self.portal, cause)
+            for listener in list(self.lost_listeners):
+                listener(cause)
             if self.config.reconnect and self._fatal is None:
                 if self._reconnector is None or self._reconnector.done():
                     self._reconnector = asyncio.get_running_loop().create_task(self._reconnect())
@@ -448,6 +452,14 @@ class Session:
         self._finish(task)
         if not task.future.done():
             task.future.set_result(result)
+
+    def abandon(self, lun: int, error: BaseException) -> int:
+        """Fail every command in flight to ``lun`` with ``error`` without telling the target: for commands
+        a LUN reset has aborted (no response will ever come for them, RFC 7143 §4.2.3.3)."""
+        tasks = [t for t in self.tasks.values() if t.lun == lun]
+        for task in tasks:
+            self._fail(task, error)
+        return len(tasks)
 
     def _fail(self, task: _Task, error: BaseException) -> None:
         self._finish(task)

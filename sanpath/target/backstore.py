@@ -16,14 +16,29 @@ import errno
 import heapq
 import os
 import stat
-from collections.abc import Iterable, Iterator
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from sanpath.errors import ConfigError, LocalProtocolError
 
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
 _ZERO_CHUNK = 1 << 20
+
+
+T = TypeVar("T")
+
+
+async def _settled(fn: Callable[..., T], *args: object) -> T:
+    """Run a mutating ``fn`` in a thread. If the awaiting task is cancelled (ABORT TASK, LUN RESET, a
+    dropped session), wait for the thread to finish before the cancellation goes on: an aborted write
+    must be over, landed or not, before the abort completes, or it could land after newer data."""
+    future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        raise
 
 
 def _check_block_size(block_size: int) -> None:
@@ -382,7 +397,7 @@ class FileBackstore:
         if len(data) <= self._inline_max:
             self._pwrite(offset, data)
         else:
-            await asyncio.to_thread(self._pwrite, offset, data)
+            await _settled(self._pwrite, offset, data)
         if fua:  # SBC-3 5.32: FUA=1 means the data must reach the medium before GOOD status
             await asyncio.to_thread(os.fdatasync, self._fd)
 
@@ -412,7 +427,7 @@ class FileBackstore:
         if length <= self._inline_max:
             punched = self._discard(offset, length)
         else:
-            punched = await asyncio.to_thread(self._discard, offset, length)
+            punched = await _settled(self._discard, offset, length)
         end = offset + length
         if not punched:
             self._zeroed.add(offset, end)
