@@ -85,9 +85,9 @@ class RunningTgtd:
         return _tgtadm(self.control_port, self.log_path, *args)
 
 
-def _tgtadm(control_port: int, log_path: str, *args: str, check: bool = True) -> str:
+def _tgtadm(control_port: int, log_path: str, *args: str, check: bool = True, timeout: float = 30.0) -> str:
     cmd = ["tgtadm", "-C", str(control_port), "--lld", "iscsi", *args]
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise TgtdError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}"
                         f"{_log_tail(log_path)}")
@@ -128,7 +128,7 @@ def _control_socket_paths(control_port: int) -> tuple[str, str]:
 def _pick_control_port() -> int:
     """A management port no other tgtd uses: its socket files do not exist (tgtd never removes them)."""
     for _ in range(100):
-        n = random.randrange(20000, 60000)
+        n = random.randrange(10000, 32768)  # tgtd -C accepts at most 32767
         if not any(os.path.exists(p) for p in _control_socket_paths(n)):
             return n
     raise TgtdError(f"no free tgtd control port: /var/run/tgtd/socket.* exist for 100 random picks in {_IPC_DIR}")
@@ -185,10 +185,10 @@ def _stop(proc: subprocess.Popen[bytes], control_port: int, log_path: str) -> No
     if proc.poll() is None:
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             _tgtadm(control_port, log_path, "--mode", "target", "--op", "delete", "--force",
-                    "--tid", str(TID), check=False)
-            # tgtd ignores SIGTERM while it has targets; "system delete" is its own shutdown request
-            _tgtadm(control_port, log_path, "--mode", "system", "--op", "delete", check=False)
-    for sig in (None, signal.SIGTERM, signal.SIGKILL):
+                    "--tid", str(TID), check=False, timeout=5)
+            # tgtd ignores SIGTERM; "system delete" is its own shutdown request
+            _tgtadm(control_port, log_path, "--mode", "system", "--op", "delete", check=False, timeout=5)
+    for sig in (None, signal.SIGKILL):
         if sig is not None and proc.poll() is None:
             proc.send_signal(sig)
         try:
@@ -198,19 +198,13 @@ def _stop(proc: subprocess.Popen[bytes], control_port: int, log_path: str) -> No
             continue
 
 
-@contextmanager
-def run_tgtd(backing_file: str, *, port: int = 0, iqn: str = DEFAULT_IQN, chap: TgtdChap | None = None,
-             timeout: float = 15.0) -> Iterator[RunningTgtd]:
-    """Start a private tgtd serving ``backing_file`` as LUN 1 of ``iqn`` on 127.0.0.1:``port``.
+class TgtdPortalBusyError(TgtdError):
+    """tgtd started but could not listen on the portal (tgtd logs it and keeps running)."""
 
-    ``port=0`` picks a free loopback port. Raises TgtdUnavailableError when tgtd cannot run here (not
-    installed, not root) and TgtdError when it fails to start or to take the configuration.
-    """
-    _check_can_run()
-    backing_file = os.path.abspath(backing_file)
-    if not os.path.exists(backing_file):
-        raise TgtdError(f"tgtd {iqn}: backing file {backing_file} does not exist")
-    port = port or free_loopback_port()
+
+@contextmanager
+def _daemon(backing_file: str, port: int, iqn: str, chap: TgtdChap | None,
+            timeout: float) -> Iterator[RunningTgtd]:
     control_port = _pick_control_port()
     ipc_dir_existed = os.path.isdir(_IPC_DIR)
     fd, log_path = tempfile.mkstemp(prefix="sanpath-tgtd-", suffix=".log")
@@ -220,6 +214,9 @@ def run_tgtd(backing_file: str, *, port: int = 0, iqn: str = DEFAULT_IQN, chap: 
         proc = subprocess.Popen(["tgtd", "-f", "-C", str(control_port), "--iscsi", f"portal=127.0.0.1:{port}"],
                                 stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True)
         _wait_for("management channel", _management_answers(control_port), proc, log_path, timeout)
+        # tgtd binds its portal before it opens the management channel, so a failure is logged by now
+        if "failed to create/bind to portal" in _log_tail(log_path, limit=100_000):
+            raise TgtdPortalBusyError(f"tgtd could not listen on 127.0.0.1:{port}{_log_tail(log_path)}")
         _configure(control_port, log_path, iqn, backing_file, chap)
         _wait_for(f"listener on 127.0.0.1:{port}", _portal_accepts(port), proc, log_path, timeout)
         yield RunningTgtd(iqn, f"127.0.0.1:{port}", control_port, backing_file, chap, proc, log_path)
@@ -236,3 +233,29 @@ def run_tgtd(backing_file: str, *, port: int = 0, iqn: str = DEFAULT_IQN, chap: 
                     os.rmdir(_IPC_DIR)  # only if empty: another tgtd may have arrived meanwhile
             os.close(fd)
             os.unlink(log_path)
+
+
+@contextmanager
+def run_tgtd(backing_file: str, *, port: int = 0, iqn: str = DEFAULT_IQN, chap: TgtdChap | None = None,
+             timeout: float = 15.0) -> Iterator[RunningTgtd]:
+    """Start a private tgtd serving ``backing_file`` as LUN 1 of ``iqn`` on 127.0.0.1:``port``.
+
+    ``port=0`` picks a free loopback port (and picks again if another process takes it first).
+    Raises TgtdUnavailableError when tgtd cannot run here (not installed, not root) and TgtdError
+    when it fails to start, to listen, or to take the configuration.
+    """
+    _check_can_run()
+    backing_file = os.path.abspath(backing_file)
+    if not os.path.exists(backing_file):
+        raise TgtdError(f"tgtd {iqn}: backing file {backing_file} does not exist")
+    for attempt in range(1, 4):
+        with contextlib.ExitStack() as stack:
+            try:
+                running = stack.enter_context(
+                    _daemon(backing_file, port or free_loopback_port(), iqn, chap, timeout))
+            except TgtdPortalBusyError:
+                if port or attempt == 3:
+                    raise
+                continue
+            yield running
+            return

@@ -1,0 +1,108 @@
+"""``python -m benchmarks``: iscsi-perf against tgtd and the sanpath target, side by side, into BENCHMARKS.md.
+
+Both targets serve one random backing file for the whole run; runs alternate between them (tgtd first,
+the peer being the reference) so that machine drift hits both. A target that fails to start or to serve
+is reported with its error and log, never with guessed numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+from sanpath.testing.tgtd import TgtdUnavailableError
+
+from . import iscsi_perf, report
+from .backing import random_backing_file
+from .contenders import STARTERS, Contender, verify
+from .iscsi_perf import WORKLOADS, PerfError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=3, help="counted runs per workload and target (default 3)")
+    p.add_argument("--seconds", type=int, default=10, help="length of each iscsi-perf run (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="seconds of an uncounted first run (default 2; 0: none)")
+    p.add_argument("--size-mib", type=int, default=1024, help="backing file size in MiB (default 1024)")
+    p.add_argument("--contenders", default="tgtd,sanpath",
+                   help="comma-separated, reference first (default tgtd,sanpath)")
+    p.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md", help="report file (default BENCHMARKS.md)")
+    p.add_argument("--tmpdir", help="where to put the backing file (default: the system temp dir)")
+    return p
+
+
+def _say(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def _failure(contender: Contender, what: str, error: Exception) -> str:
+    return f"{what}: {error}\n--- {contender.name} log (tail) ---\n{contender.log()[-1500:]}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    names = [n.strip() for n in args.contenders.split(",") if n.strip()]
+    unknown = [n for n in names if n not in STARTERS]
+    if unknown or len(names) != 2:
+        _say(f"--contenders takes two of {', '.join(STARTERS)} (reference first), got {args.contenders!r}")
+        return 2
+    rerun = ".venv/bin/python -m benchmarks " + shlex.join(
+        ["--rounds", str(args.rounds), "--seconds", str(args.seconds), "--warmup", str(args.warmup),
+         "--size-mib", str(args.size_mib), "--contenders", ",".join(names)])
+    failures: dict[str, str] = {}
+    notes: list[str] = []
+    runs: list[report.Run] = []
+    size = args.size_mib * 2**20
+    env = report.Environment.here()
+    _say(f"writing {args.size_mib} MiB of random data")
+    with random_backing_file(size, directory=args.tmpdir) as path, ExitStack() as stack:
+        contenders: list[Contender] = []
+        for name in names:
+            try:
+                contenders.append(stack.enter_context(STARTERS[name](path)))
+                _say(f"{name} serving {contenders[-1].url}")
+            except TgtdUnavailableError as e:
+                _say(str(e))
+                return 2
+            except Exception as e:  # a target still being written may fail in any way: report, don't crash
+                failures[name] = f"did not start: {type(e).__name__}: {e}"
+                _say(f"{name} did not start: {e}")
+        for c in contenders:
+            _say(f"{c.name}: comparing the LUN with the backing file (qemu-img compare)")
+            problem = verify(c, path)
+            if problem and problem.startswith("not verified"):
+                notes.append(problem)
+            elif problem:
+                failures[c.name] = f"served different bytes than the backing file: {problem}"
+                _say(f"{c.name}: {failures[c.name]}")
+        plan = [(0, args.warmup)] * (args.warmup > 0) + [(r, args.seconds) for r in range(1, args.rounds + 1)]
+        for round_no, seconds in plan:
+            for w in WORKLOADS:
+                for c in contenders:
+                    if c.name in failures:
+                        continue
+                    label = "warm-up" if round_no == 0 else f"round {round_no}/{args.rounds}"
+                    try:
+                        sample = iscsi_perf.run(c.url, w, seconds)
+                    except PerfError as e:
+                        failures[c.name] = _failure(c, f"{w.key}, {label}", e)
+                        _say(f"{c.name} {w.key} {label}: FAILED ({str(e).splitlines()[0]})")
+                        continue
+                    runs.append(report.Run(round_no, w, c.name, sample))
+                    _say(f"{label} {w.key:8} {c.name:8} {sample.iops:>8,} IOPS {sample.mib_per_s:8.1f} MiB/s")
+    section = report.render(WORKLOADS, names, runs, seconds=args.seconds, rounds=args.rounds,
+                            env=env, rerun=rerun, size=size, failures=failures,
+                            notes=notes)
+    report.write(args.output, section)
+    print(section)
+    _say(f"wrote {args.output}")
+    return 1 if names[0] in failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
