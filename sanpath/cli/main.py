@@ -7,6 +7,7 @@ import logging
 import click
 
 from .. import __version__
+from .initiator import COMMANDS as INITIATOR_COMMANDS
 from .target import target
 
 
@@ -20,6 +21,8 @@ def cli(verbose: int) -> None:
 
 
 cli.add_command(target)
+for _command in INITIATOR_COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

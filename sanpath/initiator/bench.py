@@ -288,6 +288,11 @@ class Bench:
         self.last_done = 0
         self.deadline = 0
 
+    def stop(self, reason: str) -> None:
+        """End the run early (Ctrl-C): I/Os in flight complete, then the result says why it stopped."""
+        if not self.stopped:
+            self.stopped = reason
+
     # --- choosing the next I/O ----------------------------------------------------------------
 
     def _next_unit(self) -> int:

@@ -98,7 +98,12 @@ class InitiatorLogin:
         if self.discovery:
             ops = {k: v for k, v in ops.items() if k in ("HeaderDigest", "DataDigest", "MaxRecvDataSegmentLength")}
         self._ops = ops
-        local = {"AuthMethod": "CHAP" if chap is not None else "None", **ops}
+        # With CHAP configured, a normal session insists on it (no silent downgrade); a discovery session
+        # also accepts a target that does not authenticate discovery (many arrays do not).
+        auth = "None"
+        if chap is not None:
+            auth = "CHAP,None" if self.discovery else "CHAP"
+        local = {"AuthMethod": auth, **ops}
         self.negotiation = Negotiation(Role.INITIATOR, local, phase=Phase.SECURITY, use_irrelevant=False)
         self.reassembler = T.TextReassembler()
         self.result: LoginResult | None = None
@@ -160,7 +165,7 @@ class InitiatorLogin:
     def _security(self, resp: P.LoginResponse, received: dict[str, str],
                   answers: dict[str, str]) -> P.LoginRequest | None:
         method = self.negotiation.results.get("AuthMethod")
-        if self.chap is not None:
+        if self.chap is not None and not (self.discovery and method == "None"):
             if method != "CHAP":
                 raise LoginError(f"CHAP is configured but the target answered AuthMethod={method}; "
                                  "configure CHAP on the target too, or remove it here", portal=self.portal)
