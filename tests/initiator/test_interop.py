@@ -20,7 +20,7 @@ from sanpath.testing.peers import require_peer
 
 from .arrays import KINDS, SIZE, Array, array, chap_credentials
 
-pytestmark = pytest.mark.parametrize("kind", KINDS)
+each_array = pytest.mark.parametrize("kind", KINDS)
 
 
 async def open_device(a: Array, **config: object) -> tuple[Session, ScsiDevice]:
@@ -48,6 +48,7 @@ async def verified_io(dev: ScsiDevice, *, qd: int, count: int, max_blocks: int =
     await asyncio.gather(*(worker(slot) for slot in range(qd)))
 
 
+@each_array
 async def test_discovery(kind: str, tmp_path: Path) -> None:
     async with array(kind, tmp_path) as a:
         records, errors = await discover(a.portal)
@@ -56,6 +57,7 @@ async def test_discovery(kind: str, tmp_path: Path) -> None:
         assert records[0].tpgt >= 1
 
 
+@each_array
 @pytest.mark.parametrize(("immediate", "initial_r2t", "digests", "mrdsl", "burst"), [
     (True, False, False, 262144, 16776192),
     (False, True, True, 4096, 65536),
@@ -82,11 +84,12 @@ async def test_negotiation_variants_with_verified_io(kind: str, tmp_path: Path, 
 MD5, SHA256 = 5, 7
 
 
-@pytest.mark.parametrize("algorithms", [(MD5,), (SHA256, MD5)], ids=["md5", "sha256"])
+# tgtd 1.0.85 picks CHAP_A=7 when offered, then cannot check a SHA-256 response (its buffer holds 20
+# bytes): SHA-256 is proven against the sanpath target only.
+@pytest.mark.parametrize(("kind", "algorithms"), [("sanpath", (MD5,)), ("sanpath", (SHA256, MD5)), ("tgtd", (MD5,))],
+                         ids=["sanpath-md5", "sanpath-sha256", "tgtd-md5"])
 @pytest.mark.parametrize("mutual", [False, True], ids=["one-way", "mutual"])
 async def test_chap(kind: str, tmp_path: Path, algorithms: tuple[int, ...], mutual: bool) -> None:
-    if kind == "tgtd" and algorithms[0] == SHA256:
-        pytest.skip("tgtd picks CHAP_A=7 but cannot check a SHA-256 response (its buffer holds 20 bytes)")
     async with array(kind, tmp_path, chap=True, mutual=mutual) as a:
         session, dev = await open_device(a, **chap_credentials(mutual, algorithms))
         assert session.params.auth_method == "CHAP"
@@ -94,6 +97,7 @@ async def test_chap(kind: str, tmp_path: Path, algorithms: tuple[int, ...], mutu
         await session.logout()
 
 
+@each_array
 async def test_chap_wrong_secret_is_refused_clearly(kind: str, tmp_path: Path) -> None:
     from sanpath.iscsi.auth import ChapCredentials
 
@@ -105,6 +109,7 @@ async def test_chap_wrong_secret_is_refused_clearly(kind: str, tmp_path: Path) -
         assert "CHAP" in str(exc.value) and a.portal in str(exc.value)
 
 
+@each_array
 async def test_report_luns_and_scsi_id_match_iscsi_inq(kind: str, tmp_path: Path) -> None:
     require_peer("iscsi-inq", package="libiscsi-bin")
     async with array(kind, tmp_path) as a:
