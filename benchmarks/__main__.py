@@ -1,8 +1,10 @@
-"""``python -m benchmarks``: iscsi-perf against tgtd and the sanpath target, side by side, into BENCHMARKS.md.
+"""``python -m benchmarks``: sanpath side by side with its peers, on the same targets, into BENCHMARKS.md.
 
-Both targets serve one random backing file for the whole run; runs alternate between them (tgtd first,
-the peer being the reference) so that machine drift hits both. A target that fails to start or to serve
-is reported with its error and log, never with guessed numbers.
+Suites (``--suite``): ``target``, iscsi-perf against tgtd and against the sanpath target; ``initiator``,
+``sanpath bench`` against iscsi-perf on each of those targets' LUN (see benchmarks/initiator.py). Both
+targets serve one random backing file for the whole run; runs alternate (the peer first, being the
+reference) so that machine drift hits both. A target or client that fails is reported with its error and
+log, never with guessed numbers.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from sanpath.testing.tgtd import TgtdUnavailableError
 
-from . import iscsi_perf, report
+from . import initiator, iscsi_perf, report
 from .backing import random_backing_file
 from .contenders import STARTERS, Contender, verify
 from .iscsi_perf import WORKLOADS, PerfError
@@ -26,11 +28,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=3, help="counted runs per workload and target (default 3)")
-    p.add_argument("--seconds", type=int, default=10, help="length of each iscsi-perf run (default 10)")
+    p.add_argument("--seconds", type=int, default=10, help="length of each client run (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="seconds of an uncounted first run (default 2; 0: none)")
     p.add_argument("--size-mib", type=int, default=1024, help="backing file size in MiB (default 1024)")
+    p.add_argument("--suite", choices=("target", "initiator", "all"), default="target",
+                   help="target: iscsi-perf vs two targets; initiator: sanpath bench vs iscsi-perf on each "
+                        "target; all: both, target first (default target)")
     p.add_argument("--contenders", default="tgtd,sanpath",
-                   help="comma-separated, reference first (default tgtd,sanpath)")
+                   help="comma-separated targets, reference first (default tgtd,sanpath)")
     p.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md", help="report file (default BENCHMARKS.md)")
     p.add_argument("--tmpdir", help="where to put the backing file (default: the system temp dir)")
     return p
@@ -44,6 +49,27 @@ def _failure(contender: Contender, what: str, error: Exception) -> str:
     return f"{what}: {error}\n--- {contender.name} log (tail) ---\n{contender.log()[-1500:]}"
 
 
+def _target_suite(contenders: list[Contender], plan: list[tuple[int, int]], failures: dict[str, str],
+                  rounds: int) -> list[report.Run]:
+    """iscsi-perf against each target in turn; a target that fails is recorded in ``failures`` and skipped."""
+    runs: list[report.Run] = []
+    for round_no, seconds in plan:
+        for w in WORKLOADS:
+            for c in contenders:
+                if c.name in failures:
+                    continue
+                label = "warm-up" if round_no == 0 else f"round {round_no}/{rounds}"
+                try:
+                    sample = iscsi_perf.run(c.url, w, seconds)
+                except PerfError as e:
+                    failures[c.name] = _failure(c, f"{w.key}, {label}", e)
+                    _say(f"{c.name} {w.key} {label}: FAILED ({str(e).splitlines()[0]})")
+                    continue
+                runs.append(report.Run(round_no, w, c.name, sample))
+                _say(f"{label} {w.key:8} {c.name:8} {sample.iops:>8,} IOPS {sample.mib_per_s:8.1f} MiB/s")
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     names = [n.strip() for n in args.contenders.split(",") if n.strip()]
@@ -52,11 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"--contenders takes two of {', '.join(STARTERS)} (reference first), got {args.contenders!r}")
         return 2
     rerun = ".venv/bin/python -m benchmarks " + shlex.join(
-        ["--rounds", str(args.rounds), "--seconds", str(args.seconds), "--warmup", str(args.warmup),
+        [*(["--suite", args.suite] if args.suite != "target" else []),
+         "--rounds", str(args.rounds), "--seconds", str(args.seconds), "--warmup", str(args.warmup),
          "--size-mib", str(args.size_mib), "--contenders", ",".join(names)])
+    suites = ("target", "initiator") if args.suite == "all" else (args.suite,)
+    sections: list[str] = []
+    status = 0
     failures: dict[str, str] = {}
     notes: list[str] = []
-    runs: list[report.Run] = []
     size = args.size_mib * 2**20
     env = report.Environment.here()
     _say(f"writing {args.size_mib} MiB of random data")
@@ -81,27 +110,25 @@ def main(argv: list[str] | None = None) -> int:
                 failures[c.name] = f"served different bytes than the backing file: {problem}"
                 _say(f"{c.name}: {failures[c.name]}")
         plan = [(0, args.warmup)] * (args.warmup > 0) + [(r, args.seconds) for r in range(1, args.rounds + 1)]
-        for round_no, seconds in plan:
-            for w in WORKLOADS:
-                for c in contenders:
-                    if c.name in failures:
-                        continue
-                    label = "warm-up" if round_no == 0 else f"round {round_no}/{args.rounds}"
-                    try:
-                        sample = iscsi_perf.run(c.url, w, seconds)
-                    except PerfError as e:
-                        failures[c.name] = _failure(c, f"{w.key}, {label}", e)
-                        _say(f"{c.name} {w.key} {label}: FAILED ({str(e).splitlines()[0]})")
-                        continue
-                    runs.append(report.Run(round_no, w, c.name, sample))
-                    _say(f"{label} {w.key:8} {c.name:8} {sample.iops:>8,} IOPS {sample.mib_per_s:8.1f} MiB/s")
-    section = report.render(WORKLOADS, names, runs, seconds=args.seconds, rounds=args.rounds,
-                            env=env, rerun=rerun, size=size, failures=failures,
-                            notes=notes)
-    report.write(args.output, section)
-    print(section)
+        down = dict(failures)  # a target down at start is down for every suite; later failures are per suite
+        if "target" in suites:
+            runs = _target_suite(contenders, plan, failures, args.rounds)
+            sections.append(report.render(WORKLOADS, names, runs, seconds=args.seconds, rounds=args.rounds,
+                                          env=env, rerun=rerun, size=size, failures=failures, notes=notes))
+            status |= names[0] in failures
+        if "initiator" in suites:
+            env = report.Environment.here() if "target" in suites else env
+            up = [c for c in contenders if c.name not in down]
+            i_runs, i_failures = initiator.run_suite(up, plan, lun_bytes=size, say=_say, failure=_failure)
+            sections.append(initiator.render([c.name for c in up], i_runs, seconds=args.seconds,
+                                             rounds=args.rounds, env=env, rerun=rerun, lun_bytes=size,
+                                             failures={**down, **i_failures}, notes=notes))
+            status |= not up or any(k.startswith(f"{initiator.PEER} on ") for k in i_failures)
+    for section in sections:
+        report.write(args.output, section)
+        print(section)
     _say(f"wrote {args.output}")
-    return 1 if names[0] in failures else 0
+    return status
 
 
 if __name__ == "__main__":

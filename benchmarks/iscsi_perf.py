@@ -71,23 +71,31 @@ def parse(output: str, workload: Workload) -> PerfSample:
     return PerfSample(int(summaries[-1].group(1)), workload.blocks * block_size)
 
 
-def run(url: str, workload: Workload, seconds: int, *, grace: float = 30.0) -> PerfSample:
-    """One timed iscsi-perf run against ``url``; PerfError if it fails or outlives ``seconds + grace``."""
-    cmd = command(url, workload, seconds)
-    # the output is about one line a second: a pipe cannot fill up
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace")
+def run_timed(cmd: list[str], seconds: float, *, grace: float = 30.0, merge_stderr: bool = True) -> tuple[str, str]:
+    """Run a client that stops by itself after ``seconds``: its stdout and stderr (stderr is "" when merged
+    into stdout). PerfError if it exits non-zero or outlives ``seconds + grace``; SIGINT first (both
+    iscsi-perf and ``sanpath bench`` stop issuing I/O on it), then the kill for a stuck target."""
+    # the output is about one line a second, or one JSON document: pipes cannot fill up
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE, text=True,
+                            errors="replace")
     try:
-        output, _ = proc.communicate(timeout=seconds + grace)
+        out, err = proc.communicate(timeout=seconds + grace)
     except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGINT)  # its handler stops issuing reads; a stuck target needs the kill
+        proc.send_signal(signal.SIGINT)
         try:
-            output, _ = proc.communicate(timeout=5)
+            out, err = proc.communicate(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
-            output, _ = proc.communicate()
+            out, err = proc.communicate()
         raise PerfError(f"{' '.join(cmd)}: still running {seconds + grace:.0f}s after start (target stuck?):\n"
-                        f"{output[-1500:]}") from None
+                        f"{(out + (err or ''))[-1500:]}") from None
     if proc.returncode != 0:
-        raise PerfError(f"{' '.join(cmd)} exited {proc.returncode}:\n{output[-1500:]}")
+        raise PerfError(f"{' '.join(cmd)} exited {proc.returncode}:\n{(out + (err or ''))[-1500:]}")
+    return out, err or ""
+
+
+def run(url: str, workload: Workload, seconds: int, *, grace: float = 30.0) -> PerfSample:
+    """One timed iscsi-perf run against ``url``; PerfError if it fails or outlives ``seconds + grace``."""
+    output, _ = run_timed(command(url, workload, seconds), seconds, grace=grace)
     return parse(output, workload)

@@ -35,8 +35,15 @@ and from hour to hour; the ratio is the figure to watch. Rerun with the command 
 class Run:
     round: int  # 0 is the warm-up, not counted
     workload: Workload
-    contender: str
+    contender: str  # the target
     sample: PerfSample
+    client: str = "iscsi-perf"
+
+
+def counted(runs: Sequence[Run], workload: Workload, contender: str, client: str = "iscsi-perf") -> list[Run]:
+    """The counted (not warm-up) runs of one cell, in run order."""
+    return [r for r in runs if r.round > 0 and r.workload == workload and r.contender == contender
+            and r.client == client]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +84,31 @@ def _median(runs: Sequence[Run]) -> tuple[float, float] | None:
     return statistics.median(r.sample.iops for r in runs), statistics.median(r.sample.mib_per_s for r in runs)
 
 
+def median_cells(ref: Sequence[Run], ours: Sequence[Run]) -> list[str]:
+    """Median IOPS and MiB/s of a reference cell and of ours, then the ratio of the IOPS medians."""
+    a, b = _median(ref), _median(ours)
+    cells = []
+    for m in (a, b):
+        cells += [f"{m[0]:,.0f}", f"{m[1]:,.1f}"] if m else ["n/a", "n/a"]
+    return [*cells, f"{b[0] / a[0]:.2f}" if a and b and a[0] else "n/a"]
+
+
+def ratio(ref: Sequence[Run], ours: Sequence[Run]) -> float | None:
+    a, b = _median(ref), _median(ours)
+    return b[0] / a[0] if a and b and a[0] else None
+
+
+def footer(env: Environment, rerun: str, failures: dict[str, str], notes: Sequence[str] = ()) -> list[str]:
+    """Notes, failures (with their logs), the rerun command, and the machine: the end of every section."""
+    lines = [f"\nNote: {n}" for n in notes]
+    for name, message in failures.items():
+        lines += ["", f"**{name} failed** (no figures invented for it):", "", "```", message.strip(), "```"]
+    return [*lines, "", "Rerun:", "", "```", rerun, "```", "",
+            f"Date: {env.date}. Machine: {env.nproc} CPUs (`nproc`), {env.cpu}, {env.kernel}, "
+            f"Python {env.python}; peers: {env.peers}. Load average (1 min) at start {env.load:.2f}, "
+            f"at end {os.getloadavg()[0]:.2f}.", ""]
+
+
 def render(workloads: Sequence[Workload], contenders: Sequence[str], runs: Sequence[Run], *, seconds: int,
            rounds: int, env: Environment, rerun: str, size: int, failures: dict[str, str],
            notes: Sequence[str] = ()) -> str:
@@ -94,32 +126,18 @@ def render(workloads: Sequence[Workload], contenders: Sequence[str], runs: Seque
              f"| workload | {peer} IOPS | {peer} MiB/s | {ours} IOPS | {ours} MiB/s | {ours}/{peer} |",
              "|---|---:|---:|---:|---:|---:|"]
     for w in workloads:
-        cells = [w.title]
-        medians = {}
-        for c in (peer, ours):
-            m = _median([r for r in runs if r.round > 0 and r.workload == w and r.contender == c])
-            medians[c] = m
-            cells += [f"{m[0]:,.0f}", f"{m[1]:,.1f}"] if m else ["n/a", "n/a"]
-        a, b = medians[peer], medians[ours]
-        cells.append(f"{b[0] / a[0]:.2f}" if a and b and a[0] else "n/a")
+        cells = [w.title, *median_cells(counted(runs, w, peer), counted(runs, w, ours))]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "IOPS of every counted run, in run order:", ""]
     for w in workloads:
         for c in contenders:
-            iops = [f"{r.sample.iops:,}" for r in runs if r.round > 0 and r.workload == w and r.contender == c]
+            iops = [f"{r.sample.iops:,}" for r in counted(runs, w, c)]
             if iops:
                 lines.append(f"- {w.key} {c}: {', '.join(iops)}")
     sizes = {r.sample.transfer_bytes for r in runs if r.workload == workloads[0]}
     if len(sizes) > 1:
         lines += ["", f"Warning: the targets report different block sizes, so transfer sizes differ: {sorted(sizes)}."]
-    lines += [f"\nNote: {n}" for n in notes]
-    for name, message in failures.items():
-        lines += ["", f"**{name} failed** (no figures invented for it):", "", "```", message.strip(), "```"]
-    lines += ["", "Rerun:", "", "```", rerun, "```", "",
-              f"Date: {env.date}. Machine: {env.nproc} CPUs (`nproc`), {env.cpu}, {env.kernel}, "
-              f"Python {env.python}; peers: {env.peers}. Load average (1 min) at start {env.load:.2f}, "
-              f"at end {os.getloadavg()[0]:.2f}.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + footer(env, rerun, failures, notes))
 
 
 def write(path: Path, section: str) -> None:

@@ -18,7 +18,7 @@ import logging
 import os
 import secrets
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import (
@@ -156,7 +156,8 @@ class Session:
         self._reconnector: asyncio.Task[None] | None = None
         self.lost_count = 0
         self.unit_attentions = 0  # commands retried after UNIT ATTENTION
-        self.lost_listeners: list[Callable[[str], None]] = []  # told at once when the connection goes
+        self.lost_listeners: list[Callable[[str], None]] = []
+        self._background: set[asyncio.Task[None]] = set()  # told at once when the connection goes
 
     # --- opening, login ----------------------------------------------------------------------
 
@@ -402,9 +403,20 @@ class Session:
         limit = timeout if timeout is not None else self.config.command_timeout
         if limit > 0:
             task.timer = loop.call_later(limit, self._timed_out, task)
-        if self.conn is not None:
-            await self.conn.drain()
-        return await task.future
+        try:
+            if self.conn is not None:
+                await self.conn.drain()
+            return await task.future
+        except asyncio.CancelledError:
+            if not task.future.done():  # the caller gave up: stop tracking it and abort it at the target
+                self._finish(task)
+                self._spawn(self._abort_quietly(task))
+            raise
+
+    async def _abort_quietly(self, task: _Task) -> None:
+        with contextlib.suppress(IscsiError, TimeoutError):
+            await self.task_management(TaskFunction.ABORT_TASK, task.lun, task.itt,
+                                       timeout=max(1.0, self.config.nop_timeout))
 
     def _send_data(self, task: _Task, offset: int, length: int, ttt: int) -> None:
         """Data-Out PDUs for ``[offset, offset+length)`` of the task's data, one sequence (§11.7)."""
@@ -496,7 +508,13 @@ class Session:
     # --- timeouts and task management -------------------------------------------------------
 
     def _timed_out(self, task: _Task) -> None:
-        asyncio.get_running_loop().create_task(self._escalate(task))
+        self._spawn(self._escalate(task))
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        """Run a background job, holding a reference until it ends (asyncio keeps only weak ones)."""
+        job = asyncio.get_running_loop().create_task(coro)
+        self._background.add(job)
+        job.add_done_callback(self._background.discard)
 
     async def _escalate(self, task: _Task) -> None:
         """ABORT TASK, then LOGICAL UNIT RESET, then drop the connection (the open-iscsi order)."""

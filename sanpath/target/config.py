@@ -19,6 +19,25 @@ File format::
     tag = 1
     portals = ["127.0.0.1:3260", "[::1]:3260"]
 
+    # Array family (see sanpath.target.profiles): portal (default) | multi-iqn | alua | rdac.
+    # portal may use portal_group or controller tables; the others need controller tables.
+    profile = "alua"
+    owner = "A"                     # controller owning every LUN at start (alua, rdac)
+    non_owner_state = "standby"     # alua: non-optimized (default) | standby
+    explicit = true                 # alua: accept SET TARGET PORT GROUPS (TPGS=11b); false: implicit only
+    implicit_on_owner_loss = true   # alua, rdac: ownership moves when the owning controller fails
+    implicit_after_commands = 0     # alua: move ownership after N consecutive I/O commands on a non-owner
+                                    # port (0: never)
+    transition_time = 0.0           # seconds LUs spend transitioning (alua) or quiescing (rdac) on a move
+    iqn_per = "portal"              # multi-iqn: one IQN per portal (default) or per controller
+
+    [[target.controller]]
+    name = "A"
+    portals = ["127.0.0.1:3260", "127.0.0.3:3260"]
+    [[target.controller]]
+    name = "B"
+    portals = ["127.0.0.2:3260", "127.0.0.4:3260"]
+
     [[target.lun]]
     id = 0
     path = "/var/lib/sanpath/lun0.img"   # file or block device; created at `size` when missing
@@ -36,7 +55,7 @@ import ipaddress
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import ConfigError
@@ -123,6 +142,18 @@ class PortalGroupSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ControllerSpec:
+    """One array controller (A, B, ...) and the portals on its ports."""
+
+    name: str
+    portals: tuple[tuple[str, int], ...]
+
+
+PROFILES = ("portal", "multi-iqn", "alua", "rdac")
+NON_OWNER_STATES = ("non-optimized", "standby")
+
+
+@dataclass(frozen=True, slots=True)
 class TargetSpec:
     iqn: str
     alias: str = ""
@@ -130,6 +161,15 @@ class TargetSpec:
     luns: tuple[LunSpec, ...] = ()
     initiators: tuple[str, ...] = ()
     chap: ChapSpec | None = None
+    profile: str = "portal"
+    controllers: tuple[ControllerSpec, ...] = ()
+    owner: str = "A"
+    non_owner_state: str = "non-optimized"
+    explicit: bool = True
+    implicit_on_owner_loss: bool = True
+    implicit_after_commands: int = 0
+    transition_time: float = 0.0
+    iqn_per: str = "portal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,10 +275,13 @@ def _lun(table: dict[str, Any], where: str) -> LunSpec:
 
 
 def _target(table: dict[str, Any], where: str) -> TargetSpec:
-    _only(table, {"iqn", "alias", "portal_group", "lun", "initiators", "chap"}, where)
+    _only(table, {"iqn", "alias", "portal_group", "lun", "initiators", "chap", "controller", *_PROFILE_KEYS},
+          where)
     iqn = check_iqn(f"{where}.iqn", _get(table, "iqn", where, str))
     groups = []
-    for i, g in enumerate(_get(table, "portal_group", where, list)):
+    if "portal_group" not in table and "controller" not in table:
+        raise ConfigError(f"{where}.portal_group", "is required (or controller tables)")
+    for i, g in enumerate(_get(table, "portal_group", where, list, [])):
         gw = f"{where}.portal_group[{i}]"
         if not isinstance(g, dict):
             raise ConfigError(gw, "must be a table")
@@ -258,7 +301,66 @@ def _target(table: dict[str, Any], where: str) -> TargetSpec:
     initiators = tuple(check_iqn(f"{where}.initiators[{i}]", n)
                        for i, n in enumerate(_get(table, "initiators", where, list, [])))
     chap = _chap(_get(table, "chap", where, dict), f"{where}.chap") if "chap" in table else None
-    return TargetSpec(iqn, str(_get(table, "alias", where, str, "")), tuple(groups), luns, initiators, chap)
+    controllers = []
+    for i, c in enumerate(_get(table, "controller", where, list, [])):
+        cw = f"{where}.controller[{i}]"
+        if not isinstance(c, dict):
+            raise ConfigError(cw, "must be a table")
+        _only(c, {"name", "portals"}, cw)
+        portals = tuple(parse_portal(f"{cw}.portals[{j}]", p) for j, p in enumerate(_get(c, "portals", cw, list)))
+        if not portals:
+            raise ConfigError(f"{cw}.portals", "needs at least one portal")
+        controllers.append(ControllerSpec(_controller_name(f"{cw}.name", _get(c, "name", cw, str)), portals))
+    base = TargetSpec(iqn, str(_get(table, "alias", where, str, "")), tuple(groups), luns, initiators, chap)
+    return _profile(base, table, tuple(controllers), where)
+
+
+_PROFILE_KEYS = {"profile", "owner", "non_owner_state", "explicit", "implicit_on_owner_loss",
+                 "implicit_after_commands", "transition_time", "iqn_per"}
+
+
+def _controller_name(key: str, name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,7}", name):
+        raise ConfigError(key, f"{name!r}: a controller name is a letter and up to 7 letters or digits (A, B, ...)")
+    return name.upper()
+
+
+def _profile(base: TargetSpec, table: dict[str, Any], controllers: tuple[ControllerSpec, ...],
+             where: str) -> TargetSpec:
+    """The array-family keys; checks that the controllers fit the profile."""
+    profile = _get(table, "profile", where, str, "portal")
+    if profile not in PROFILES:
+        raise ConfigError(f"{where}.profile", f"{profile!r}: use one of {', '.join(PROFILES)}")
+    names = [c.name for c in controllers]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}.controller", "controller names must be unique")
+    if base.portal_groups and controllers:
+        raise ConfigError(f"{where}.controller", "give either portal_group or controller tables, not both")
+    if profile != "portal" and not controllers:
+        raise ConfigError(f"{where}.controller", f"profile {profile!r} needs controller tables (A, B, ...)")
+    if profile in ("alua", "rdac") and len(controllers) < 2:
+        raise ConfigError(f"{where}.controller", f"profile {profile!r} needs at least two controllers")
+    if profile == "rdac" and len(controllers) != 2:
+        raise ConfigError(f"{where}.controller", "profile 'rdac' is an active/passive pair: exactly two controllers")
+    owner = _controller_name(f"{where}.owner", _get(table, "owner", where, str, names[0] if names else "A"))
+    if controllers and owner not in names:
+        raise ConfigError(f"{where}.owner", f"{owner!r} is not a controller; use one of {', '.join(names)}")
+    state = _get(table, "non_owner_state", where, str, "non-optimized")
+    if state not in NON_OWNER_STATES:
+        raise ConfigError(f"{where}.non_owner_state", f"{state!r}: use one of {', '.join(NON_OWNER_STATES)}")
+    after = _get(table, "implicit_after_commands", where, int, 0)
+    if after < 0:
+        raise ConfigError(f"{where}.implicit_after_commands", "must be >= 0 (0: never)")
+    ttime = float(_get(table, "transition_time", where, (int, float), 0.0))
+    if not 0 <= ttime <= 255:
+        raise ConfigError(f"{where}.transition_time", "must be 0..255 seconds")
+    iqn_per = _get(table, "iqn_per", where, str, "portal")
+    if iqn_per not in ("portal", "controller"):
+        raise ConfigError(f"{where}.iqn_per", f"{iqn_per!r}: use portal or controller")
+    return replace(base, profile=profile, controllers=controllers, owner=owner, non_owner_state=state,
+                   explicit=bool(_get(table, "explicit", where, bool, True)),
+                   implicit_on_owner_loss=bool(_get(table, "implicit_on_owner_loss", where, bool, True)),
+                   implicit_after_commands=after, transition_time=ttime, iqn_per=iqn_per)
 
 
 def parse_config(data: dict[str, Any]) -> ServerSpec:
@@ -290,9 +392,16 @@ def load_config(path: str) -> ServerSpec:
     return parse_config(data)
 
 
-def quick_config(iqn: str, portals: list[str], luns: list[str]) -> ServerSpec:
-    """The quick form: one target, one portal group (tag 1) with every portal, LUNs numbered from 0.
-    Each LUN is PATH, PATH:SIZE (created when missing) or mem:SIZE."""
+def quick_config(iqn: str, portals: list[str], luns: list[str], *, profile: str = "portal", owner: str = "A",
+                 non_owner_state: str = "non-optimized", iqn_per: str = "portal",
+                 implicit_after_commands: int = 0, transition_time: float = 0.0) -> ServerSpec:
+    """The quick form: one target, LUNs numbered from 0. Each LUN is PATH, PATH:SIZE (created when
+    missing) or mem:SIZE.
+
+    With the default profile ``portal`` every portal is in one portal group (tag 1). Any other profile
+    splits the portals between controllers A and B: a portal may name its controller (``B=127.0.0.2:0``);
+    when none does, the first half (rounded up) goes to A and the rest to B (``--portal P1 --portal P2``:
+    P1 on A, P2 on B)."""
     lun_specs = []
     for i, text in enumerate(luns):
         key = f"--lun[{i}]"
@@ -307,6 +416,31 @@ def quick_config(iqn: str, portals: list[str], luns: list[str]) -> ServerSpec:
         lun_specs.append(LunSpec(i, path, size))
     if not portals:
         raise ConfigError("--portal", "at least one portal is required")
-    table = [parse_portal(f"--portal[{i}]", p) for i, p in enumerate(portals)]
-    target = TargetSpec(check_iqn("--iqn", iqn), "", (PortalGroupSpec(1, tuple(table)),), tuple(lun_specs))
-    return ServerSpec((target,))
+    named: list[tuple[str | None, tuple[str, int]]] = []
+    for i, text in enumerate(portals):
+        ctrl, eq, rest = text.partition("=")
+        if eq:
+            named.append((_controller_name(f"--portal[{i}]", ctrl), parse_portal(f"--portal[{i}]", rest)))
+        else:
+            named.append((None, parse_portal(f"--portal[{i}]", text)))
+    check_iqn("--iqn", iqn)
+    table: dict[str, Any] = {"profile": profile, "owner": owner, "non_owner_state": non_owner_state,
+                             "iqn_per": iqn_per, "implicit_after_commands": implicit_after_commands,
+                             "transition_time": transition_time}
+    if profile == "portal" and all(c is None for c, _ in named):
+        base = TargetSpec(iqn, "", (PortalGroupSpec(1, tuple(p for _, p in named)),), tuple(lun_specs))
+        return ServerSpec((_profile(base, table, (), "--profile"),))
+    if any(c is None for c, _ in named) and any(c is not None for c, _ in named):
+        raise ConfigError("--portal", "name the controller of every portal (A=ADDR:PORT) or of none")
+    groups: dict[str, list[tuple[str, int]]] = {}
+    if named[0][0] is None:
+        half = (len(named) + 1) // 2
+        for i, (_, p) in enumerate(named):
+            groups.setdefault("A" if i < half or len(named) == 1 else "B", []).append(p)
+    else:
+        for c, p in named:
+            assert c is not None
+            groups.setdefault(c, []).append(p)
+    controllers = tuple(ControllerSpec(name, tuple(ps)) for name, ps in sorted(groups.items()))
+    base = TargetSpec(iqn, "", (), tuple(lun_specs))
+    return ServerSpec((_profile(base, table, controllers, "--profile"),))

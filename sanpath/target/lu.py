@@ -45,6 +45,7 @@ __all__ = [
     "AluaGate",
     "CommandInfo",
     "LogicalUnit",
+    "LuProfile",
     "Nexus",
     "PortGroupInfo",
     "ResetReason",
@@ -310,8 +311,6 @@ COMMANDS: tuple[CommandInfo, ...] = (
 )
 """Everything sanpath's LU implements; any other opcode is INVALID COMMAND OPERATION CODE."""
 
-_SERVICE_ACTION_OPCODES = frozenset(i.opcode for i in COMMANDS if i.service_action is not None)
-
 _ALUA_NOT_READY: dict[int, tuple[AluaGate, c.AscPair]] = {
     AluaState.STANDBY: (AluaGate.STANDBY, c.LU_NOT_ACCESSIBLE_STANDBY),
     AluaState.UNAVAILABLE: (AluaGate.ANY, c.LU_NOT_ACCESSIBLE_UNAVAILABLE),
@@ -338,6 +337,22 @@ def _check_naa(naa: bytes) -> bytes:
     return bytes(naa)
 
 
+class LuProfile:
+    """How an array family (sanpath.target.profiles, sanpath.target.rdac) changes one LU: extra
+    commands, VPD and mode pages, the INQUIRY TPGS field, and an access check run before each
+    command. The base class changes nothing."""
+
+    tpgs: int = c.Tpgs.IMPLICIT
+    commands: tuple[CommandInfo, ...] = ()
+    vpd_pages: dict[int, Callable[[LogicalUnit, Command], bytes]] = {}
+    # page code -> builder(lu, cmd, subpage, page control)
+    mode_pages: dict[int, Callable[[LogicalUnit, Command, int, int], bytes]] = {}
+
+    def check(self, lu: LogicalUnit, nexus: Nexus, info: CommandInfo) -> bool:
+        """Raise CheckCondition to refuse the command; return False to skip the standard ALUA gate."""
+        return True
+
+
 class LogicalUnit:
     """A direct-access (SBC-3) logical unit over a BlockDevice backstore."""
 
@@ -358,6 +373,7 @@ class LogicalUnit:
         luns: Callable[[], Sequence[int]] | None = None,
         ua_on_new_nexus: bool = True,
         implicit_transition_time: int = 0,
+        profile: LuProfile | None = None,
     ) -> None:
         if not serial or not serial.isascii() or not serial.isprintable():
             raise ConfigError("lu.serial", f"{serial!r}: need a non-empty printable ASCII unit serial number")
@@ -377,10 +393,12 @@ class LogicalUnit:
         self.num_blocks = backstore.size // backstore.block_size
         self.ranges = RangeLock()
         self.pr = PrState()
-        self.command_table = tuple(i for i in COMMANDS if thin or not i.thin_only)
+        self.profile = profile or LuProfile()
+        self.command_table = tuple(i for i in (*COMMANDS, *self.profile.commands) if thin or not i.thin_only)
+        sa_opcodes = {i.opcode for i in self.command_table if i.service_action is not None}
         self._dispatch: dict[int, CommandInfo | dict[int, CommandInfo]] = {}
         for info in self.command_table:
-            if info.opcode in _SERVICE_ACTION_OPCODES:
+            if info.opcode in sa_opcodes:
                 by_sa = self._dispatch.setdefault(info.opcode, {})
                 assert isinstance(by_sa, dict)
                 by_sa[info.service_action or 0] = info
@@ -481,10 +499,10 @@ class LogicalUnit:
                 raise invalid_opcode()
             if len(cdb) < len(info.usage):
                 cdb = cdb.ljust(len(info.usage), b"\0")
-            state = self._alua_state(nexus)
-            gate = _ALUA_NOT_READY.get(state)
-            if gate is not None and info.alua < gate[0]:
-                raise CheckCondition(c.SenseKey.NOT_READY, gate[1])
+            if self.profile.check(self, nexus, info):
+                gate = _ALUA_NOT_READY.get(self._alua_state(nexus))
+                if gate is not None and info.alua < gate[0]:
+                    raise CheckCondition(c.SenseKey.NOT_READY, gate[1])
             self.pr.check_access(key, info.access)
             return await info.handler(self, Command(nexus, cdb, data_out))
         except CheckCondition as exc:

@@ -13,19 +13,22 @@ import asyncio
 import functools
 import logging
 import socket
+from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
-from ..errors import RemoteProtocolError
+from ..errors import ConfigError, RemoteProtocolError
 from ..iscsi import pdu as P
 from ..iscsi import text as T
 from ..iscsi.constants import RESERVED_TAG, RejectReason
 from ..iscsi.framing import DigestError, OversizedDataSegment, PduReader, frame_pdu
 from ..scsi.constants import Status
 from ..scsi.sense import build_fixed_sense
-from .backstore import FileBackstore, MemoryBackstore
-from .config import ServerSpec, TargetSpec, lun_naa, lun_serial
+from .config import ServerSpec, TargetSpec
+from .faults import Counters, FaultInjector, FaultyBackstore
 from .login import LoginFailed, TargetLogin
-from .lu import LogicalUnit, PortGroupInfo, ScsiResult, report_luns_data
+from .lu import LogicalUnit, ScsiResult, report_luns_data
+from .profiles import Array
 from .session import SessionClosed, TargetSession
 
 log = logging.getLogger(__name__)
@@ -41,39 +44,27 @@ class TargetPort:
     relative_port_id: int
     tpg_id: int
     portals: tuple[tuple[str, int], ...]
+    controller: str | None = None
 
 
 class Target:
-    """An iSCSI target node: its name, ports, LUNs, ACL and CHAP settings."""
+    """An iSCSI target node: its name, ports, LUNs, ACL and CHAP settings. The LUNs belong to the
+    ``Array`` (profiles.py); a multi-IQN array shares them between several targets."""
 
-    def __init__(self, server: TargetServer, spec: TargetSpec) -> None:
+    def __init__(self, server: TargetServer, array: Array, iqn: str) -> None:
         self.server = server
-        self.spec = spec
-        self.iqn = spec.iqn
-        self.ports = {g.tag: TargetPort(g.tag, i + 1, g.tag, g.portals) for i, g in enumerate(spec.portal_groups)}
-        self.luns: dict[int, LogicalUnit] = {}
-        for lun in spec.luns:
-            backstore: FileBackstore | MemoryBackstore
-            if lun.path is None:
-                backstore = MemoryBackstore(lun.size or 0, block_size=lun.block_size)
-            else:
-                backstore = FileBackstore(lun.path, size=lun.size, block_size=lun.block_size)
-            serial = lun_serial(spec.iqn, lun)
-            # No POWER ON unit attention for each new session: initiators that do not retry on UNIT
-            # ATTENTION would fail their first command. Fault injection can turn it on.
-            self.luns[lun.id] = LogicalUnit(backstore, naa=lun_naa(serial), serial=serial,
-                                            port_groups=self.port_groups, read_only=lun.read_only,
-                                            luns=self.lun_ids, ua_on_new_nexus=False)
+        self.array = array
+        self.spec = array.spec
+        self.iqn = iqn
+        self.luns: dict[int, LogicalUnit] = array.luns
+        self.ports = {p.tpgt: TargetPort(p.tpgt, p.relative_port_id, p.tpg_id, p.portals, p.controller)
+                      for p in array.ports if p.iqn == iqn}
 
     def lun_ids(self) -> list[int]:
         return sorted(self.luns)
 
     def port_for_tpgt(self, tpgt: int) -> TargetPort:
         return self.ports[tpgt]
-
-    def port_groups(self) -> list[PortGroupInfo]:
-        """One target port group per TPG, all active/optimized (SPC-4 §5.15)."""
-        return [PortGroupInfo(p.tpg_id, 0, (p.relative_port_id,)) for p in self.ports.values()]
 
     def sessions(self) -> list[TargetSession]:
         return [c.session for c in self.server.connections if c.session is not None and c.session.target is self]
@@ -94,20 +85,25 @@ class Target:
         # ILLEGAL REQUEST / LOGICAL UNIT NOT SUPPORTED (25h/00h)
         return ScsiResult(Status.CHECK_CONDITION, sense=build_fixed_sense(0x05, 0x25, 0x00))
 
-    async def close(self) -> None:
-        for lu in self.luns.values():
-            await lu.close()
-
 
 class TargetServer:
     """Serves the targets of a ``ServerSpec`` on every portal they name."""
 
     def __init__(self, spec: ServerSpec) -> None:
         self.spec = spec
-        self.targets = {t.iqn: Target(self, t) for t in spec.targets}
+        self.faults = FaultInjector(self)
+        self.arrays = [Array(t, lambda lun, store: FaultyBackstore(store, lun, self.faults)) for t in spec.targets]
+        self.targets: dict[str, Target] = {}
+        for array in self.arrays:
+            for iqn in array.target_iqns():
+                if iqn in self.targets:
+                    raise ConfigError("target", f"two targets would be named {iqn}; rename one")
+                self.targets[iqn] = Target(self, array, iqn)
         self.connections: set[TargetConnection] = set()
         self.servers: list[asyncio.Server] = []
         self.portals: list[tuple[str, int]] = []
+        self.listeners: dict[tuple[str, int], asyncio.Server] = {}
+        self.portal_counters: dict[tuple[str, int], Counters] = {}
         self._tsih = 0
 
     async def start(self) -> list[tuple[str, int]]:
@@ -121,6 +117,8 @@ class TargetServer:
                 self.servers.append(srv)
                 bound = srv.sockets[0].getsockname()
                 self.portals.append((bound[0], bound[1]))
+                self.listeners[(bound[0], bound[1])] = srv
+                self.portal_counters[(bound[0], bound[1])] = Counters()
                 if port == 0:
                     self._rebind(host, bound[1])
         except OSError:
@@ -130,13 +128,78 @@ class TargetServer:
 
     def _rebind(self, host: str, port: int) -> None:
         """A portal given with port 0 takes the port the kernel chose, for discovery answers."""
+        for array in self.arrays:
+            array.rebind(host, port)
         for t in self.targets.values():
             for tag, tp in list(t.ports.items()):
                 portals = tuple((h, port) if (h, p) == (host, 0) else (h, p) for h, p in tp.portals)
-                t.ports[tag] = TargetPort(tp.tpgt, tp.relative_port_id, tp.tpg_id, portals)
+                t.ports[tag] = TargetPort(tp.tpgt, tp.relative_port_id, tp.tpg_id, portals, tp.controller)
+
+    # --- portals under fault injection (faults.py) -------------------------------------------------
+
+    def listen_portals(self) -> list[tuple[str, int]]:
+        return list(self.portal_counters)
+
+    def connections_on(self, portal: tuple[str, int]) -> list[TargetConnection]:
+        return [c for c in self.connections if c.local == portal]
+
+    def portal_down(self, portal: tuple[str, int]) -> None:
+        """Stop listening on a portal (connections are refused) and drop its connections."""
+        srv = self.listeners.get(portal)
+        if srv is not None and srv.is_serving():
+            srv.close()
+        self.faults.down.add(portal)
+        for conn in self.connections_on(portal):
+            conn.abort()
+
+    async def portal_up(self, portal: tuple[str, int]) -> None:
+        """Listen on a portal again (same address and port)."""
+        self.faults.down.discard(portal)
+        srv = self.listeners.get(portal)
+        if srv is None or srv.is_serving():
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            srv = await loop.create_server(functools.partial(TargetConnection, self, portal), *portal,
+                                           reuse_address=True, backlog=128)
+        except OSError as e:
+            log.error("portal %s:%d: cannot listen again: %s", *portal, e)
+            raise
+        if portal in self.faults.down:  # taken down again meanwhile
+            srv.close()
+            return
+        self.servers.append(srv)
+        self.listeners[portal] = srv
+
+    def drop_connections(self, portal: tuple[str, int] | None = None, tsih: int | None = None) -> int:
+        """Abort the connections of one session (TSIH), of a portal, or all; returns how many."""
+        chosen = [c for c in self.connections if (portal is None or c.local == portal)
+                  and (tsih is None or (c.session is not None and c.session.tsih == tsih))]
+        for conn in chosen:
+            conn.abort()
+        return len(chosen)
+
+    def status(self) -> dict[str, Any]:
+        """Targets, controllers, LU owners, per-portal and per-session counters, faults."""
+        portals = []
+        for portal, counters in self.portal_counters.items():
+            portals.append({"portal": f"{portal[0]}:{portal[1]}", "listening": portal not in self.faults.down,
+                            "blackholed": portal in self.faults.blackholed,
+                            "connections": len(self.connections_on(portal)), **counters.to_json()})
+        sessions = []
+        for c in sorted(self.connections, key=lambda c: c.session.tsih if c.session else 0):
+            s = c.session
+            if s is None:
+                continue
+            sessions.append({"tsih": s.tsih, "initiator": s.initiator_name, "isid": s.isid.hex(),
+                             "target": s.target.iqn or "(discovery)", "portal": f"{c.local[0]}:{c.local[1]}",
+                             "peer": c.peer, **c.counters.to_json()})
+        return {"arrays": [a.describe() for a in self.arrays], "portals": portals, "sessions": sessions,
+                "faults": self.faults.describe()}
 
     async def stop(self) -> None:
         """Stop listening, drop every connection, then flush and close the backstores."""
+        self.faults.cancel_all()
         for srv in self.servers:
             srv.close()
         for conn in list(self.connections):
@@ -145,8 +208,8 @@ class TargetServer:
             await srv.wait_closed()
         self.servers.clear()
         await asyncio.sleep(0)
-        for t in self.targets.values():
-            await t.close()
+        for array in self.arrays:
+            await array.close()
 
     def new_tsih(self) -> int:
         self._tsih = self._tsih % 0xFFFF + 1
@@ -215,6 +278,12 @@ class TargetConnection(asyncio.BufferedProtocol):
         self._ping_timer: asyncio.TimerHandle | None = None
         self._last_rx = 0.0
         self._ping_ttt = 0
+        self.local = portal
+        self.counters = Counters()
+        self.portal_counters = Counters()
+        self.held = False  # on a black-holed portal: read nothing, answer nothing
+        self._delayed: deque[tuple[float, list[bytes | memoryview]]] = deque()
+        self._delay_timer: asyncio.TimerHandle | None = None
 
     # --- transport events -----------------------------------------------------------------------
 
@@ -230,15 +299,20 @@ class TargetConnection(asyncio.BufferedProtocol):
         self.local = (local[0], local[1]) if local else self.portal
         self.login = TargetLogin(self.server, self.server.targets_on_portal(self.local), self.peer)
         self.server.register(self)
+        self.portal_counters = self.server.portal_counters.setdefault(self.local, Counters())
+        faults = self.server.faults
+        if self.local in faults.blackholed:
+            faults.hold(self.local, self)
+            return  # no login timer either: a black hole never closes anything
         self._login_timer = asyncio.get_running_loop().call_later(LOGIN_TIMEOUT, self._login_timeout)
 
     def _login_timeout(self) -> None:
-        if self.session is None:
+        if self.session is None and self.local not in self.server.faults.blackholed:
             log.warning("%s: login not finished within %.0f s; closing", self.peer, LOGIN_TIMEOUT)
             self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._login_timer, self._ping_timer):
+        for timer in (self._login_timer, self._ping_timer, self._delay_timer):
             if timer is not None:
                 timer.cancel()
         self.server.connections.discard(self)
@@ -260,6 +334,12 @@ class TargetConnection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self._last_rx = asyncio.get_running_loop().time()  # any bytes at all are proof of life
+        self.counters.bytes_in += nbytes
+        self.portal_counters.bytes_in += nbytes
+        if self.server.faults.blackholed and self.local in self.server.faults.blackholed:
+            self.server.faults.hold(self.local, self)
+            self.reader = PduReader(max_data=self.reader.max_data)  # swallowed, as a black hole does
+            return
         self.reader.buffer_updated(nbytes)
         try:
             while self.transport is not None and not self.transport.is_closing():
@@ -269,6 +349,8 @@ class TargetConnection(asyncio.BufferedProtocol):
                 self._frame(frame.header, frame.data)
         except DigestError as e:
             log.warning("%s: %s", self.peer, e)
+            self.counters.errors += 1
+            self.portal_counters.errors += 1
             if e.data_digest and self.session is not None:
                 self.session.reject(e.header, RejectReason.DATA_DIGEST_ERROR)
             self.close()
@@ -312,6 +394,10 @@ class TargetConnection(asyncio.BufferedProtocol):
             if self.session.discovery and isinstance(pdu, P.ScsiCommand | P.TaskMgmtRequest | P.DataOut):
                 self.session.reject(header, RejectReason.PROTOCOL_ERROR)  # §4.3: discovery sessions only
                 return
+            if isinstance(pdu, P.ScsiCommand):
+                self.counters.commands += 1
+                self.portal_counters.commands += 1
+                self.server.faults.command_seen()
             self.session.receive(pdu, header)
             return
         assert self.login is not None
@@ -372,7 +458,49 @@ class TargetConnection(asyncio.BufferedProtocol):
     def write(self, pdu: P.Pdu) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        self.transport.writelines(frame_pdu(pdu, header_digest=self.header_digest, data_digest=self.data_digest))
+        frames = frame_pdu(pdu, header_digest=self.header_digest, data_digest=self.data_digest)
+        n = sum(len(f) for f in frames)
+        self.counters.bytes_out += n
+        self.portal_counters.bytes_out += n
+        if (isinstance(pdu, P.ScsiResponse) and pdu.status) or (isinstance(pdu, P.DataIn) and pdu.has_status
+                                                                 and pdu.status):
+            self.counters.errors += 1
+            self.portal_counters.errors += 1
+        faults = self.server.faults
+        if faults.blackholed and self.local in faults.blackholed:
+            return  # the initiator never hears from us
+        if faults.output_faults or self._delayed:
+            self._faulty_write(frames, pdu)
+            return
+        self.transport.writelines(frames)
+
+    def _faulty_write(self, frames: list[bytes | memoryview], pdu: P.Pdu) -> None:
+        """Corrupt digests and delay output as the active faults say; delayed PDUs keep their order."""
+        faults = self.server.faults
+        if self.header_digest and faults.corrupt(self.local, "header"):
+            frames[1] = bytes(b ^ 0xFF for b in frames[1])
+        if self.data_digest and pdu.data and faults.corrupt(self.local, "data"):
+            frames[-1] = bytes(b ^ 0xFF for b in frames[-1])
+        delay = faults.delay_for(self.local)
+        if not delay and not self._delayed:
+            assert self.transport is not None
+            self.transport.writelines(frames)
+            return
+        loop = asyncio.get_running_loop()
+        self._delayed.append((loop.time() + delay, [bytes(f) for f in frames]))
+        if self._delay_timer is None:
+            self._delay_timer = loop.call_at(self._delayed[0][0], self._flush_delayed)
+
+    def _flush_delayed(self) -> None:
+        self._delay_timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self._delayed and self._delayed[0][0] <= now:
+            frames = self._delayed.popleft()[1]
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.writelines(frames)
+        if self._delayed:
+            self._delay_timer = loop.call_at(self._delayed[0][0], self._flush_delayed)
 
     def close(self) -> None:
         if self.transport is not None:

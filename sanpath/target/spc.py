@@ -50,15 +50,15 @@ def _ascii_field(text: str, width: int) -> bytes:
 
 def standard_inquiry(lu: LogicalUnit) -> bytes:
     """Standard INQUIRY data (SPC-4 6.6.2), 74 bytes: SPC-4 (VERSION 06h), HISUP, response data
-    format 2, TPGS=01b (implicit ALUA only: states change under the target's control, there is
-    no SET TARGET PORT GROUPS), MULTIP=1, CMDQUE=1, and version descriptors SAM-5, iSCSI, SPC-4,
+    format 2, TPGS from the LU's profile (01b by default: implicit ALUA only; 11b for the alua
+    profile with SET TARGET PORT GROUPS; 00b for rdac), MULTIP=1, CMDQUE=1, and version descriptors SAM-5, iSCSI, SPC-4,
     SBC-3 (SBC-3 tells iscsi-test-cu to run its SBC-3 checks)."""
     data = bytearray(74)
     data[0] = c.PeripheralDeviceType.DIRECT_ACCESS
     data[2] = 0x06
     data[3] = 0x10 | 0x02
     data[4] = len(data) - 5
-    data[5] = c.Tpgs.IMPLICIT << 4
+    data[5] = lu.profile.tpgs << 4
     data[6] = 0x10
     data[7] = 0x02
     data[8:16] = _ascii_field(lu.vendor, 8)
@@ -93,7 +93,7 @@ def _scsi_name(text: str) -> bytes:
 
 
 def _vpd_supported(lu: LogicalUnit, cmd: Command) -> bytes:
-    return bytes(_VPD_PAGES)
+    return bytes(sorted({*_VPD_BUILDERS, *lu.profile.vpd_pages}))
 
 
 def _vpd_serial(lu: LogicalUnit, cmd: Command) -> bytes:
@@ -187,7 +187,6 @@ _VPD_BUILDERS: dict[int, Callable[[LogicalUnit, Command], bytes]] = {
     VpdPage.BLOCK_DEVICE_CHARACTERISTICS: _vpd_block_device_characteristics,
     VpdPage.LOGICAL_BLOCK_PROVISIONING: _vpd_logical_block_provisioning,
 }
-_VPD_PAGES = sorted(_VPD_BUILDERS)
 
 
 async def inquiry(lu: LogicalUnit, cmd: Command) -> ScsiResult:
@@ -199,7 +198,7 @@ async def inquiry(lu: LogicalUnit, cmd: Command) -> ScsiResult:
         if page:
             raise invalid_field(2)
         return ScsiResult(GOOD, alloc_trim(standard_inquiry(lu), alloc))
-    builder = _VPD_BUILDERS.get(page)
+    builder = _VPD_BUILDERS.get(page) or lu.profile.vpd_pages.get(page)
     if builder is None:
         raise invalid_field(2)
     return ScsiResult(GOOD, alloc_trim(_vpd(page, builder(lu, cmd)), alloc))
@@ -241,7 +240,10 @@ def _mode_pages(lu: LogicalUnit, cmd: Command) -> bytes:
     if page == ModePage.ALL_PAGES:
         if subpage not in (0x00, 0xFF):
             raise invalid_field(3)
-        return b"".join(build(lu, pc) for _, build in sorted(_MODE_PAGES.items()))
+        extra = b"".join(build(lu, cmd, 0, pc) for _, build in sorted(lu.profile.mode_pages.items()))
+        return b"".join(build(lu, pc) for _, build in sorted(_MODE_PAGES.items())) + extra
+    if page in lu.profile.mode_pages:
+        return lu.profile.mode_pages[page](lu, cmd, subpage, pc)
     build = _MODE_PAGES.get(page)
     if build is None:
         raise invalid_field(2, 5)

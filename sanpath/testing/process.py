@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 _READY = re.compile(r"^sanpath target ready: (\S+) on (.+)$")
+_CONTROL = re.compile(r"^sanpath target control: (.+)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,8 @@ class RunningTarget:
     portals: tuple[str, ...]  # "host:port" as printed
     process: subprocess.Popen[str]
     log_path: str  # the target's stderr
+    control: str = ""  # the control socket (``sanpath target fault/status --control``)
+    iqns: tuple[str, ...] = ()  # every target name (a multi-iqn array has several)
 
     def log(self) -> str:
         with open(self.log_path) as f:
@@ -41,14 +44,19 @@ def serve_target(*args: str, timeout: float = 20.0) -> Iterator[RunningTarget]:
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     line = ""
+    control = ""
     try:
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
                 break
+            c = _CONTROL.match(line.strip())
+            if c:
+                control = c.group(1)
             m = _READY.match(line.strip())
             if m:
-                yield RunningTarget(m.group(1).split(",")[0], tuple(m.group(2).split()), proc, log.name)
+                iqns = tuple(m.group(1).split(","))
+                yield RunningTarget(iqns[0], tuple(m.group(2).split()), proc, log.name, control, iqns)
                 return
         log.seek(0)
         raise RuntimeError(f"target did not become ready: {line!r} {log.read()[-2000:]}")

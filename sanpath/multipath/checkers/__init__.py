@@ -1,0 +1,35 @@
+"""Path checkers: is this path alive, and can it carry I/O? (multipath-tools' checkers).
+
+Each checker is one small module with a class implementing ``Checker``; ``CHECKERS`` maps the
+multipath.conf name to the class. ``check`` must return within ``timeout`` seconds: the monitor also
+wraps every call in a timeout, so that status never waits on a dead path.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..path import Path
+from ..states import CheckResult
+
+
+class Checker(Protocol):
+    name: str
+
+    async def check(self, path: Path, timeout: float) -> tuple[CheckResult, str]:
+        """(result, a short reason a person can read)."""
+        ...
+
+
+from .nop import NopChecker  # noqa: E402  (the registry needs the Protocol above first)
+from .rdac import RdacChecker  # noqa: E402
+from .readsector0 import ReadSector0Checker  # noqa: E402
+from .tur import TurChecker  # noqa: E402
+
+CHECKERS: dict[str, type[Checker]] = {
+    TurChecker.name: TurChecker,
+    ReadSector0Checker.name: ReadSector0Checker,
+    NopChecker.name: NopChecker,
+    RdacChecker.name: RdacChecker,
+}
+"""multipath.conf's path_checker name -> class (constructed with no arguments)."""

@@ -1,0 +1,24 @@
+"""``nop``: an iSCSI NOP-Out / NOP-In round trip on the path's session (RFC 7143 §11.18, §11.19).
+
+Proves the connection and the target's iSCSI layer are alive; says nothing about the LUN (no SCSI
+command is sent), so it never reports ghost. Useful against targets whose SCSI layer is slow to answer
+but whose network path is what fails.
+"""
+
+from __future__ import annotations
+
+from ...initiator.session import Session
+from ..path import Path
+from ..states import CheckResult
+from .common import Verdict, bounded
+
+
+class NopChecker:
+    name = "nop"
+
+    async def check(self, path: Path, timeout: float) -> Verdict:
+        async def probe(session: Session) -> Verdict:
+            rtt = await session.ping(timeout)
+            return CheckResult.UP, f"NOP-In after {rtt * 1000:.1f} ms"
+
+        return await bounded(path, timeout, probe)

@@ -1,0 +1,406 @@
+"""MultipathDevice: one BlockDevice per LUN over every path to it, with failover, fencing and queueing.
+
+I/O goes to the best path group that has usable paths; the selector spreads it over that group's paths
+(multibus + round-robin 1 is the seed's active-active default). When a command fails on a path with a
+transport error (connection lost, liveness timeout, command timeout), the path is failed at once and the
+command is reissued on another path; the caller sees no error while any path works.
+
+How no acknowledged write is lost, and no stale write overwrites a newer one
+----------------------------------------------------------------------------
+A write is acknowledged to the caller only when a target returned GOOD for it, so an acknowledged write
+is on the array: nothing below can lose it. The danger is the other way round. A write W that was in
+flight on a path that died may still be inside the array (received, queued, or in the backend). If W
+were reissued on another path, acknowledged, and the caller then wrote newer data W2 to the same
+blocks, the old W could still execute afterwards and overwrite W2.
+
+So a mutating command (WRITE, UNMAP, WRITE SAME, SYNCHRONIZE CACHE) from a failed path is reissued
+only after the dead path's I_T nexus has been *fenced*, and no new mutating command starts meanwhile:
+
+1. the write gate closes: new mutating commands wait;
+2. mutating commands in flight on surviving paths are allowed to finish (they are on live
+   connections, so they complete or fail on their own);
+3. the fence, in order of preference:
+   a. session reinstatement: a login through a surviving portal of the same target with the dead
+      path's initiator name and ISID. The target must end the old session, and every task in it,
+      before that login completes (RFC 7143 §6.3.5; ErrorRecoveryLevel 0 has no task reassignment), so
+      once the login response arrives no command of the dead path can execute any more;
+   b. when no surviving portal serves the dead path's target IQN (a multi-IQN array whose port died):
+      a LOGICAL UNIT RESET through a surviving path, which aborts every task in the logical unit's
+      task set, whatever I_T nexus it came from (SAM-5 §7.6). Reads in flight on our other paths are
+      abandoned and reissued (a duplicate read is harmless; no write is in flight by step 2);
+4. the dead path's mutating commands are reissued, the gate opens.
+
+If no path survives, nothing can be fenced and nothing is reissued until a path returns; then the
+fence runs through it (with the returning path itself, reinstatement of its own old session is the
+fence: its re-login reuses its ISID). Reads are reissued at once: a stale read cannot hurt anyone.
+
+Sense-based decisions: ALUA standby/unavailable (NOT READY 04h/0Bh, 04h/0Ch) and the RDAC "not owned"
+check condition (ILLEGAL REQUEST 94h/01h) turn the path into a ghost (up, not usable) and the command
+moves to another path; ALUA transitioning (04h/0Ah) waits briefly and retries; TASK ABORTED, BUSY and
+TASK SET FULL retry; MEDIUM and HARDWARE ERROR try one other path, then reach the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from ..errors import (
+    CommandTimeout,
+    ConnectionLost,
+    IscsiError,
+    LoginError,
+    NoPathError,
+    ScsiCommandError,
+    TaskAborted,
+)
+from ..initiator.device import ScsiDevice
+from ..initiator.session import Session
+from ..iscsi.constants import TaskFunction, TaskResponse
+from ..scsi.constants import SenseKey, Status
+from ..scsi.sense import parse_sense
+from .group import PathGroup, group_paths
+from .path import Path, PathEvent
+from .policy import Policy
+from .selectors import SELECTORS, Selector
+from .states import PathState
+
+log = logging.getLogger(__name__)
+
+_TRANSPORT = (ConnectionLost, CommandTimeout)
+_MAX_SENSE_RETRIES = 8
+
+
+@dataclass(eq=False)
+class _Op:
+    """One caller request: how to run it on a path's ScsiDevice, and whether it changes data."""
+
+    run: Callable[[ScsiDevice], Awaitable[None]]
+    nbytes: int
+    mutating: bool
+    what: str
+
+
+class MultipathDevice:
+    """The multipathed LUN named by its WWID (SCSIid). ``paths`` share that WWID, size and block size."""
+
+    def __init__(self, wwid: str, paths: list[Path], policy: Policy, *, size: int, block_size: int,
+                 events: deque[PathEvent] | None = None) -> None:
+        self.wwid = wwid
+        self.paths = list(paths)
+        self.policy = policy
+        self._size = size
+        self._block_size = block_size
+        self.events: deque[PathEvent] = events if events is not None else deque(maxlen=1000)
+        self.listeners: list[Callable[[PathEvent], None]] = []
+        selector_cls = SELECTORS[policy.path_selector.split()[0]]
+        self.selector: Selector = selector_cls(rr_min_io=policy.rr_min_io)  # type: ignore[call-arg]
+        self.groups: list[PathGroup] = []
+        self.active_group: PathGroup | None = None
+        self._path_changed = asyncio.Event()
+        self._write_gate = asyncio.Event()
+        self._write_gate.set()
+        self._fence_task: asyncio.Task[None] | None = None
+        self._unfenced: list[Path] = []  # dead paths whose writes may still be inside the array
+        self._mutating_inflight = 0
+        self._mutating_idle = asyncio.Event()
+        self._mutating_idle.set()
+        self.max_paths = len(self.paths)
+        self.stats_ios = 0
+        self.stats_errors = 0
+        for p in self.paths:
+            p.on_event = self._event
+        self.regroup()
+
+    # --- BlockDevice ------------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def block_size(self) -> int:
+        return self._block_size
+
+    async def read_into(self, offset: int, buffer: bytearray | memoryview) -> None:
+        view = memoryview(buffer).cast("B")
+        await self._io(_Op(lambda d: d.read_into(offset, view), len(view), False, f"read {offset}+{len(view)}"))
+
+    async def read(self, offset: int, length: int) -> bytes:
+        buf = bytearray(length)
+        await self.read_into(offset, buf)
+        return bytes(buf)
+
+    async def write(self, offset: int, data: bytes | bytearray | memoryview, *, fua: bool = False) -> None:
+        await self._io(_Op(lambda d: d.write(offset, data, fua=fua), len(data), True, f"write {offset}+{len(data)}"))
+
+    async def flush(self) -> None:
+        await self._io(_Op(lambda d: d.flush(), 0, True, "flush"))
+
+    async def unmap(self, offset: int, length: int) -> None:
+        await self._io(_Op(lambda d: d.unmap(offset, length), 0, True, f"unmap {offset}+{length}"))
+
+    # --- paths and groups --------------------------------------------------------------------------
+
+    def _event(self, event: PathEvent) -> None:
+        self.events.append(event)
+        log.info("%s: %s", self.wwid, event)
+        for listener in self.listeners:
+            listener(event)
+        self._path_changed.set()
+
+    def add_path(self, path: Path) -> None:
+        path.on_event = self._event
+        self.paths.append(path)
+        self.max_paths = max(self.max_paths, len(self.paths))
+        self.regroup()
+        self._event(PathEvent(time.time(), path.name, "added", "path added", path.state.value))
+
+    def regroup(self) -> None:
+        """Rebuild the groups after priorities change; keep the active group when the policy says so."""
+        self.groups = group_paths(self.paths, self.policy.path_grouping_policy)
+        self.choose_group(initial=self.active_group is None)
+
+    def choose_group(self, *, initial: bool = False) -> None:
+        """The group I/O goes to: the best usable one, unless failback says to stay."""
+        best = next((g for g in self.groups if g.usable), None)
+        current = next((g for g in self.groups if self.active_group is not None
+                        and set(g.paths) == set(self.active_group.paths)), None)
+        staying = current is not None and current.usable and not initial and best is not current
+        if staying and (self.policy.failback_delay is None or not self._failback_due(best)):
+            best = current
+        if best is not self.active_group:
+            self.active_group = best
+        for g in self.groups:
+            for p in g.usable:
+                want = PathState.ACTIVE if g is self.active_group else PathState.READY
+                if p.state != want:
+                    p.set_state(want, p.reason if p.state.usable else "usable", kind="group")
+
+    def _failback_due(self, group: PathGroup | None) -> bool:
+        delay = self.policy.failback_delay
+        if group is None or delay is None:
+            return False
+        since = max((p.since for p in group.usable), default=time.monotonic())
+        return time.monotonic() - since >= delay
+
+    def fail_path(self, path: Path, reason: str) -> None:
+        if path.state == PathState.FAULTY:
+            return
+        path.errors += 1
+        path.set_state(PathState.FAULTY, reason)
+        self.choose_group()
+
+    def reinstate_path(self, path: Path, state: PathState = PathState.READY, reason: str = "checker up") -> None:
+        path.set_state(state, reason)
+        self.choose_group()
+        if self._unfenced and not self._fence_running():
+            self._start_fence()
+
+    @property
+    def active_paths(self) -> int:
+        return sum(1 for p in self.paths if p.state.up)
+
+    # --- the I/O loop ---------------------------------------------------------------------------
+
+    def _select(self, nbytes: int) -> Path | None:
+        group = self.active_group
+        if group is None or not group.usable:
+            self.choose_group()
+            group = self.active_group
+            if group is None:
+                return None
+        return self.selector.select(group.usable, nbytes)
+
+    async def _io(self, op: _Op) -> None:
+        sense_retries = 0
+        tried_other_for_medium: set[Path] = set()
+        queued_since: float | None = None
+        while True:
+            if op.mutating:
+                await self._write_gate.wait()
+            path = self._select(op.nbytes)
+            if path is None or path.device is None:
+                queued_since = await self._no_path(op, queued_since)
+                continue
+            queued_since = None
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            path.inflight += 1
+            path.inflight_bytes += op.nbytes
+            if op.mutating:
+                self._mutating_inflight += 1
+                self._mutating_idle.clear()
+            self.selector.started(path, op.nbytes)
+            ok = False
+            try:
+                await op.run(path.device)
+                ok = True
+            except _TRANSPORT as e:
+                cause = getattr(e, "cause", "") or str(e)
+                self.fail_path(path, f"{type(e).__name__}: {cause}")
+                if op.mutating:
+                    self._unfenced.append(path)
+                    self._start_fence()
+                continue
+            except TaskAborted:
+                continue  # aborted by a fence's LUN reset: reissue
+            except ScsiCommandError as e:
+                sense_retries += 1
+                if sense_retries > _MAX_SENSE_RETRIES:
+                    raise
+                action = self._sense_action(path, e)
+                if action == "retry":
+                    await asyncio.sleep(0.05)
+                    continue
+                if action == "other-path":
+                    continue
+                if action == "medium" and path not in tried_other_for_medium and self._another_path(path):
+                    tried_other_for_medium.add(path)
+                    continue
+                raise
+            except IscsiError as e:  # e.g. a Reject: the path misbehaves; use another
+                self.fail_path(path, f"{type(e).__name__}: {e}")
+                if op.mutating:
+                    self._unfenced.append(path)
+                    self._start_fence()
+                continue
+            finally:
+                elapsed = loop.time() - start
+                path.inflight -= 1
+                path.inflight_bytes -= op.nbytes
+                self.selector.finished(path, op.nbytes, elapsed)
+                if op.mutating:
+                    self._mutating_inflight -= 1
+                    if self._mutating_inflight == 0:
+                        self._mutating_idle.set()
+                if ok:
+                    path.ios += 1
+                    path.bytes += op.nbytes
+                    path.service_time = elapsed if path.ios == 1 else 0.9 * path.service_time + 0.1 * elapsed
+            self.stats_ios += 1
+            return
+
+    def _another_path(self, path: Path) -> bool:
+        return any(p is not path and p.state.usable for p in self.paths)
+
+    def _sense_action(self, path: Path, e: ScsiCommandError) -> str:
+        if e.status in (Status.BUSY, Status.TASK_SET_FULL, Status.TASK_ABORTED):
+            return "retry"
+        if e.status != Status.CHECK_CONDITION or not e.sense:
+            return "error"
+        try:
+            s = parse_sense(e.sense)
+        except Exception:
+            return "error"
+        if s.key == SenseKey.UNIT_ATTENTION:
+            return "retry"
+        if s.key == SenseKey.NOT_READY and s.asc == 0x04:
+            if s.ascq == 0x0A:  # ALUA transitioning (SPC-4 5.15.2.5): the array is moving; wait
+                return "retry"
+            if s.ascq in (0x0B, 0x0C):  # ALUA standby / unavailable
+                path.set_state(PathState.GHOST, f"ALUA {'standby' if s.ascq == 0x0B else 'unavailable'}")
+                self.choose_group()
+                return "other-path"
+        if s.key == SenseKey.ILLEGAL_REQUEST and (s.asc, s.ascq) == (0x94, 0x01):  # RDAC: not owned
+            path.set_state(PathState.GHOST, "RDAC: LUN not owned by this controller")
+            self.choose_group()
+            return "other-path"
+        if s.key in (SenseKey.MEDIUM_ERROR, SenseKey.HARDWARE_ERROR):
+            return "medium"
+        return "error"
+
+    async def _no_path(self, op: _Op, since: float | None) -> float:
+        """No usable path: per no_path_retry fail, queue, or wait N polling intervals."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        since = now if since is None else since
+        limit = self.policy.queue_intervals
+        if limit == 0 or (limit is not None and now - since >= limit * self.policy.polling_interval):
+            self.stats_errors += 1
+            raise NoPathError(f"{self.wwid}: no usable path for {op.what} "
+                              f"({self.active_paths} of {len(self.paths)} paths up; no_path_retry "
+                              f"{self.policy.no_path_retry})")
+        self._path_changed.clear()
+        wait = None if limit is None else max(0.0, since + limit * self.policy.polling_interval - now)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._path_changed.wait(), wait)
+        return since
+
+    # --- fencing -------------------------------------------------------------------------------
+
+    def _fence_running(self) -> bool:
+        return self._fence_task is not None and not self._fence_task.done()
+
+    def _start_fence(self) -> None:
+        self._write_gate.clear()
+        if not self._fence_running():
+            self._fence_task = asyncio.get_running_loop().create_task(self._fence())
+
+    async def _fence(self) -> None:
+        """Make sure no command of the dead paths in ``_unfenced`` can still execute, then open the
+        write gate (see the module docstring)."""
+        while self._unfenced:
+            await self._mutating_idle.wait()
+            dead = self._unfenced[0]
+            live = [p for p in self.paths if p.state.up and p.session is not None and p.session.logged_in]
+            if not live:
+                self._path_changed.clear()
+                await self._path_changed.wait()  # nothing to fence through: wait for a path to return
+                continue
+            if await self._fence_by_reinstatement(dead, live) or await self._fence_by_lun_reset(dead, live):
+                fenced = [p for p in self._unfenced if p is dead or p.spec.iqn == dead.spec.iqn]
+                self._unfenced = [p for p in self._unfenced if p not in fenced]
+                self._event(PathEvent(time.time(), dead.name, "fenced", "no command of the failed path can "
+                                      "execute any more", dead.state.value))
+        self._write_gate.set()
+
+    async def _fence_by_reinstatement(self, dead: Path, live: list[Path]) -> bool:
+        if dead.session is None:
+            return False
+        if dead.session.logged_in and dead.state.up:
+            return True  # the path itself came back: its re-login reinstated its old session
+        for p in live:
+            if p.spec.iqn != dead.spec.iqn or p.session is None:
+                continue
+            config = dataclasses.replace(dead.session.config, host=p.spec.host, port=p.spec.port,
+                                         source=p.spec.source, isid=dead.session.isid, reconnect=False,
+                                         nop_interval=0)
+            try:
+                fence = await Session.open(config)
+            except (LoginError, ConnectionLost) as e:
+                log.warning("%s: fence by reinstatement through %s failed: %s", self.wwid, p.name, e)
+                continue
+            await fence.logout()
+            return True
+        return False
+
+    async def _fence_by_lun_reset(self, dead: Path, live: list[Path]) -> bool:
+        for p in live:
+            assert p.session is not None
+            try:
+                response = await p.session.task_management(TaskFunction.LOGICAL_UNIT_RESET, p.spec.lun,
+                                                           timeout=self.policy.command_timeout)
+            except (IscsiError, TimeoutError) as e:
+                log.warning("%s: LUN reset through %s failed: %s", self.wwid, p.name, e)
+                continue
+            if response != TaskResponse.COMPLETE:
+                continue
+            aborted = TaskAborted("aborted by the LUN reset that fenced a failed path", portal=p.spec.portal)
+            for q in self.paths:
+                if q.session is not None and q.session.logged_in:
+                    q.session.abandon(q.spec.lun, aborted)
+            return True
+        return False
+
+    # --- status ------------------------------------------------------------------------------
+
+    def counts(self) -> tuple[int, int]:
+        """XenServer's [active, max]: paths up now, and the most there ever were."""
+        return self.active_paths, self.max_paths

@@ -1,0 +1,32 @@
+"""Prioritizers: a number per path; group_by_prio puts equal numbers in one group and the highest group
+carries I/O (multipath-tools' prioritizers). One small module per prioritizer; ``PRIORITIZERS`` maps
+the multipath.conf name to the class."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..path import Path
+
+
+class Prioritizer(Protocol):
+    name: str
+
+    async def priority(self, path: Path, timeout: float) -> int:
+        ...
+
+
+from .alua import AluaPrioritizer  # noqa: E402  (the registry needs the Protocol above first)
+from .common import PRIO_UNDEF  # noqa: E402
+from .const import ConstPrioritizer  # noqa: E402
+from .rdac import RdacPrioritizer  # noqa: E402
+
+PRIORITIZERS: dict[str, type[Prioritizer]] = {
+    ConstPrioritizer.name: ConstPrioritizer,
+    AluaPrioritizer.name: AluaPrioritizer,
+    RdacPrioritizer.name: RdacPrioritizer,
+}
+"""multipath.conf's prio name -> class (constructed with no arguments). A prioritizer never raises: a
+priority it cannot read is ``PRIO_UNDEF``."""
+
+__all__ = ["PRIORITIZERS", "PRIO_UNDEF", "Prioritizer"]

@@ -1,0 +1,13 @@
+"""``const``: every path has priority 1 (multipath-tools' const). With group_by_prio this makes one
+group, the same as multibus."""
+
+from __future__ import annotations
+
+from ..path import Path
+
+
+class ConstPrioritizer:
+    name = "const"
+
+    async def priority(self, path: Path, timeout: float) -> int:
+        return 1

@@ -1,0 +1,52 @@
+"""Path selectors: which path of the active group carries the next I/O (DM-MP's path selectors).
+
+Each selector is one small module with a class implementing ``Selector``; ``SELECTORS`` maps the
+multipath.conf name to the class. A selector sees only the usable paths of one group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from ..path import Path
+
+
+class Selector(Protocol):
+    name: str
+
+    def select(self, paths: Sequence[Path], nbytes: int) -> Path | None:
+        """The path for an I/O of ``nbytes`` among ``paths`` (all usable), or None if empty."""
+        ...
+
+    def started(self, path: Path, nbytes: int) -> None:
+        """An I/O was issued on ``path``."""
+        ...
+
+    def finished(self, path: Path, nbytes: int, seconds: float) -> None:
+        """An I/O on ``path`` completed after ``seconds``."""
+        ...
+
+
+
+from .queue_length import QueueLength  # noqa: E402  (the registry needs the Protocol above first)
+from .round_robin import RoundRobin  # noqa: E402
+from .service_time import ServiceTime  # noqa: E402
+
+SELECTORS: dict[str, type[Selector]] = {
+    "round-robin": RoundRobin,
+    "queue-length": QueueLength,
+    "service-time": ServiceTime,
+}
+"""Selector name (multipath.conf's path_selector without DM's ignored " 0" argument) -> class. Every
+class takes ``rr_min_io=`` (only round-robin uses it), so one call builds any of them."""
+
+
+def make_selector(path_selector: str, *, rr_min_io: int = 1) -> Selector:
+    """A new selector for one device ("round-robin 0" or "round-robin"; selectors keep state)."""
+    try:
+        cls = SELECTORS[path_selector.split()[0]]
+    except (KeyError, IndexError):
+        raise ValueError(f"path_selector {path_selector!r}: use one of "
+                         f"{', '.join(n + ' 0' for n in SELECTORS)}") from None
+    return cls(rr_min_io=rr_min_io)  # type: ignore[call-arg]  # the Protocol cannot declare __init__

@@ -1,0 +1,89 @@
+"""Shared by the plugin tests: paths without sessions (for selectors), and paths with a live session
+to an in-process sanpath target (for checkers and prioritizers)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sanpath.errors import ScsiCommandError
+from sanpath.initiator.device import ScsiDevice
+from sanpath.initiator.session import CommandResult, Session, SessionConfig
+from sanpath.multipath.path import Path, PathSpec
+from sanpath.multipath.states import PathState
+from sanpath.target.server import TargetServer
+from sanpath.testing.inproc import TEST_IQN
+
+
+def bare_paths(n: int) -> list[Path]:
+    """``n`` active paths with no session: enough for a selector."""
+    return [Path(PathSpec(f"127.0.0.{i + 1}", 3260, TEST_IQN, 0), state=PathState.ACTIVE) for i in range(n)]
+
+
+@asynccontextmanager
+async def live_path(server: TargetServer, portal: int = 0, lun: int = 0,
+                    iqn: str = TEST_IQN) -> AsyncIterator[Path]:
+    """A path to LUN ``lun`` through ``server.portals[portal]``, logged in and opened."""
+    host, port = server.portals[portal]
+    session = await Session.open(SessionConfig(host, port, target=iqn, nop_interval=0))
+    try:
+        device = ScsiDevice(session, lun)
+        with contextlib.suppress(ScsiCommandError):  # READ CAPACITY fails on an ALUA standby port
+            await device.open()
+        yield Path(PathSpec(host, port, iqn, lun), session=session, device=device, state=PathState.ACTIVE)
+    finally:
+        await session.close()
+
+
+def vpd_c9(*, owned: bool, preferred: bool, ioship: bool = False, state: int | None = None,
+           alternate_state: int = 0, device_type: int = 0) -> bytes:
+    """A canned RDAC VPD page C9h ("vace"), laid out as scsi_dh_rdac and multipath-tools read it."""
+    page = bytearray(48)
+    page[0], page[1], page[3] = device_type, 0xC9, 0x2C
+    page[4:8] = b"vace"
+    page[8] = (0x20 if ioship else 0) | (0x10 if state is not None else 0) | int(owned)
+    page[9] = 1 if preferred else 2
+    if state is not None:
+        page[10], page[12] = state, alternate_state
+    return bytes(page)
+
+
+class StubSession:
+    """Stands in for a Session: logged in, and every command answered by ``answer(cdb)`` (or never)."""
+
+    def __init__(self, answer=None, *, hang: bool = False) -> None:  # type: ignore[no-untyped-def]
+        self.answer = answer
+        self.hang = hang
+        self.logged_in = True
+        self.portal = "stub:3260"
+        self.commands: list[bytes] = []
+        self.cancelled = 0  # commands cancelled under the session (a check must never do that)
+        self.release = asyncio.Event()  # lets hung commands complete
+
+    async def execute(self, lun, cdb, *, read_length=0, data_out=None, buffer=None,  # type: ignore[no-untyped-def]
+                      timeout=None):
+        self.commands.append(bytes(cdb))
+        if self.hang:
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+            return CommandResult(0)
+        return self.answer(bytes(cdb))
+
+    async def ping(self, timeout: float = 5.0) -> float:
+        import asyncio
+
+        if self.hang:
+            await asyncio.Event().wait()
+        return 0.0001
+
+
+def stub_path(session: StubSession) -> Path:
+    path = bare_paths(1)[0]
+    path.session = session  # type: ignore[assignment]
+    path.device = ScsiDevice(session, 0)  # type: ignore[arg-type]
+    return path

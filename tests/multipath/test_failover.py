@@ -1,0 +1,187 @@
+"""Failover and failback through real sockets: a sanpath target with two portals, each path through a fault
+proxy (a "cable" that can be pulled without root). Verified I/O must see no error and no corruption."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+
+import pytest
+
+from sanpath.errors import NoPathError
+from sanpath.initiator.discovery import DiscoveredTarget
+from sanpath.initiator.session import SessionConfig
+from sanpath.multipath.device import MultipathDevice
+from sanpath.multipath.discovery import MultipathSpec, build_devices
+from sanpath.multipath.monitor import PathMonitor
+from sanpath.multipath.policy import Policy
+from sanpath.multipath.sessions import SessionPool
+from sanpath.multipath.states import PathState
+from sanpath.target.server import TargetServer
+from sanpath.testing.faultproxy import FaultProxy
+from sanpath.testing.inproc import TEST_IQN, running_target
+
+HANG_GUARD = 60.0
+SIZE = 16 << 20
+FAST = Policy(polling_interval=0.2, nop_interval=0.2, nop_timeout=0.4, relogin_backoff=0.1, command_timeout=10)
+
+
+@dataclass
+class Rig:
+    server: TargetServer
+    proxies: list[FaultProxy]
+    device: MultipathDevice
+    monitor: PathMonitor
+    pool: SessionPool
+
+
+@asynccontextmanager
+async def rig(policy: Policy = FAST, paths: int = 2) -> AsyncIterator[Rig]:
+    async with running_target(luns=(f"mem:{SIZE}",), portals=("127.0.0.1:0", "127.0.0.2:0")) as server:
+        proxies = []
+        for i in range(paths):
+            host, port = server.portals[i % len(server.portals)]
+            proxy = FaultProxy(host, port, listen_host=host)
+            await proxy.start()
+            proxies.append(proxy)
+        records = [DiscoveredTarget(p.address[0], p.address[1], 1, TEST_IQN) for p in proxies]
+        pool = SessionPool()
+        devices = await build_devices(records, MultipathSpec(()), SessionConfig("", login_timeout=2), policy, pool)
+        assert len(devices) == 1
+        device = devices[0]
+        monitor = PathMonitor(device, pool)
+        monitor.start()
+        try:
+            yield Rig(server, proxies, device, monitor, pool)
+        finally:
+            await monitor.stop()
+            await pool.close()
+            for p in proxies:
+                await p.stop()
+
+
+async def verified_writes(device: MultipathDevice, *, qd: int, until: asyncio.Event, bs: int = 4096) -> dict[str, int]:
+    """Random writes of stamped blocks from ``qd`` workers, each block read back and checked, until
+    ``until`` is set. Each worker owns its own blocks, so a read must return exactly its last write."""
+    stats = {"ios": 0, "errors": 0, "verify_failures": 0}
+    blocks = device.size // bs
+
+    async def worker(w: int) -> None:
+        rng = random.Random(w)
+        mine = [b for b in range(w, blocks, qd)]
+        last: dict[int, bytes] = {}
+        while not until.is_set():
+            b = rng.choice(mine)
+            data = os.urandom(bs)
+            try:
+                await device.write(b * bs, data)
+                last[b] = data
+                back = await device.read(b * bs, bs)
+            except Exception:
+                stats["errors"] += 1
+                continue
+            stats["ios"] += 2
+            if back != last[b]:
+                stats["verify_failures"] += 1
+        for b, data in last.items():  # everything acknowledged is still there
+            if await device.read(b * bs, bs) != data:
+                stats["verify_failures"] += 1
+
+    await asyncio.gather(*(worker(w) for w in range(qd)))
+    return stats
+
+
+async def wait_until(predicate, what: str) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + HANG_GUARD
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"gave up waiting for: {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_round_robin_uses_every_path() -> None:
+    async with rig() as r:
+        data = os.urandom(4096)
+        for i in range(20):
+            await r.device.write(i * 4096, data)
+        assert [p.ios for p in r.device.paths] == [10, 10]
+        assert r.device.counts() == (2, 2)
+
+
+@pytest.mark.parametrize("fault", ["reset", "blackhole"])
+async def test_cable_pull_during_verified_writes_loses_nothing(fault: str) -> None:
+    async with rig() as r:
+        stop = asyncio.Event()
+        load = asyncio.ensure_future(verified_writes(r.device, qd=32, until=stop))
+        await asyncio.sleep(0.5)
+        victim = r.device.paths[0]
+        if fault == "reset":
+            r.proxies[0].blackhole()
+            r.proxies[0].reset_all()
+        else:
+            r.proxies[0].blackhole()  # no RST, no FIN: only liveness can tell
+        await wait_until(lambda: victim.state == PathState.FAULTY, "the pulled path to fail")
+        ios_on_victim = victim.ios
+        await asyncio.sleep(0.5)
+        assert victim.ios == ios_on_victim  # nothing goes to a faulty path
+        r.proxies[0].restore()
+        if fault == "blackhole":
+            r.proxies[0].reset_all()  # the dead connections stay dead; new logins go through
+        await wait_until(lambda: victim.state.usable, "the path to come back")
+        await wait_until(lambda: victim.ios > ios_on_victim + 10, "the path to carry I/O again")
+        stop.set()
+        stats = await asyncio.wait_for(load, HANG_GUARD)
+        assert stats["errors"] == 0 and stats["verify_failures"] == 0, stats
+        assert stats["ios"] > 0
+        kinds = [e.kind for e in r.device.events if e.path == victim.name]
+        assert "failed" in kinds and "reinstated" in kinds
+        if fault == "blackhole":
+            failed = next(e for e in r.device.events if e.path == victim.name and e.kind == "failed")
+            # found by liveness (the session's NOP-Out or the checker's bounded TUR), not by a TCP timeout
+            assert "NOP-Out" in failed.reason or "no answer within" in failed.reason, failed
+
+
+async def test_all_paths_down_with_queue_then_restored() -> None:
+    async with rig(replace(FAST, no_path_retry="queue")) as r:
+        data = os.urandom(65536)
+        await r.device.write(0, data)
+        for p in r.proxies:
+            p.blackhole()
+            p.reset_all()
+        await wait_until(lambda: r.device.active_paths == 0, "every path to fail")
+        pending = asyncio.ensure_future(r.device.write(65536, data))
+        await asyncio.sleep(0.5)
+        assert not pending.done()  # queued, not failed
+        for p in r.proxies:
+            p.restore()
+        await asyncio.wait_for(pending, HANG_GUARD)
+        assert await r.device.read(0, 131072) == data + data
+
+
+async def test_all_paths_down_with_fail_after_intervals() -> None:
+    async with rig(replace(FAST, no_path_retry="2")) as r:
+        for p in r.proxies:
+            p.blackhole()
+            p.reset_all()
+        await wait_until(lambda: r.device.active_paths == 0, "every path to fail")
+        with pytest.raises(NoPathError) as exc:
+            await asyncio.wait_for(r.device.read(0, 4096), HANG_GUARD)
+        assert "no_path_retry 2" in str(exc.value) and "0 of 2 paths up" in str(exc.value)
+
+
+async def test_flapping_path_is_held_out_as_marginal() -> None:
+    policy = replace(FAST, marginal_failures=2, marginal_window=60, marginal_hold=3600)
+    async with rig(policy) as r:
+        victim = r.device.paths[0]
+        for _ in range(2):
+            r.proxies[0].reset_all()
+            await wait_until(lambda: victim.state == PathState.FAULTY, "the path to fail")
+            await wait_until(lambda: victim.state != PathState.FAULTY, "the path to be checked again")
+        assert victim.state == PathState.MARGINAL
+        await r.device.write(0, bytes(4096))  # I/O goes on over the other path
+        assert r.device.paths[1].state.usable
