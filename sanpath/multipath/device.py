@@ -64,11 +64,12 @@ from ..initiator.device import ScsiDevice
 from ..initiator.session import Session
 from ..iscsi.constants import TaskFunction, TaskResponse
 from ..scsi.constants import SenseKey, Status
-from ..scsi.sense import parse_sense
 from .group import PathGroup, group_paths
+from .handlers import HANDLERS, Handler
 from .path import Path, PathEvent
 from .policy import Policy
 from .selectors import SELECTORS, Selector
+from .sense import GHOST_SENSE, TRANSITIONING, sense_triple
 from .states import PathState
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,9 @@ class MultipathDevice:
         self.listeners: list[Callable[[PathEvent], None]] = []
         selector_cls = SELECTORS[policy.path_selector.split()[0]]
         self.selector: Selector = selector_cls(rr_min_io=policy.rr_min_io)  # type: ignore[call-arg]
+        self.handler: Handler = HANDLERS[policy.handler]()
+        self._activation = asyncio.Lock()
+        self._activated: dict[str, float] = {}
         self.groups: list[PathGroup] = []
         self.active_group: PathGroup | None = None
         self._path_changed = asyncio.Event()
@@ -227,6 +231,8 @@ class MultipathDevice:
                 await self._write_gate.wait()
             path = self._select(op.nbytes)
             if path is None or path.device is None:
+                if await self._activate_ghost():
+                    continue
                 queued_since = await self._no_path(op, queued_since)
                 continue
             queued_since = None
@@ -287,32 +293,43 @@ class MultipathDevice:
             self.stats_ios += 1
             return
 
+    async def _activate_ghost(self) -> bool:
+        """No usable path, but ghosts (standby / passive): ask the handler to make the best one usable.
+        One activation at a time; concurrent callers wait for its outcome."""
+        async with self._activation:
+            if any(p.state.usable for p in self.paths):
+                return True
+            ghosts = sorted((p for p in self.paths if p.state == PathState.GHOST), key=lambda p: -p.priority)
+            now = time.monotonic()
+            for ghost in ghosts:
+                if now - self._activated.get(ghost.name, -1e9) < self.policy.polling_interval:
+                    continue  # just tried this one; let the checker see what the array did
+                self._activated[ghost.name] = now
+                done, what = await self.handler.activate(ghost, self.policy.command_timeout)
+                self._event(PathEvent(time.time(), ghost.name, "activate", f"{self.handler.name}: {what}",
+                                      ghost.state.value))
+                if done:
+                    self.reinstate_path(ghost, reason=f"activated by the {self.handler.name} handler")
+                    return True
+            return False
+
     def _another_path(self, path: Path) -> bool:
         return any(p is not path and p.state.usable for p in self.paths)
 
     def _sense_action(self, path: Path, e: ScsiCommandError) -> str:
         if e.status in (Status.BUSY, Status.TASK_SET_FULL, Status.TASK_ABORTED):
             return "retry"
-        if e.status != Status.CHECK_CONDITION or not e.sense:
+        triple = sense_triple(e.sense) if e.status == Status.CHECK_CONDITION else None
+        if triple is None:
             return "error"
-        try:
-            s = parse_sense(e.sense)
-        except Exception:
-            return "error"
-        if s.key == SenseKey.UNIT_ATTENTION:
-            return "retry"
-        if s.key == SenseKey.NOT_READY and s.asc == 0x04:
-            if s.ascq == 0x0A:  # ALUA transitioning (SPC-4 5.15.2.5): the array is moving; wait
-                return "retry"
-            if s.ascq in (0x0B, 0x0C):  # ALUA standby / unavailable
-                path.set_state(PathState.GHOST, f"ALUA {'standby' if s.ascq == 0x0B else 'unavailable'}")
-                self.choose_group()
-                return "other-path"
-        if s.key == SenseKey.ILLEGAL_REQUEST and (s.asc, s.ascq) == (0x94, 0x01):  # RDAC: not owned
-            path.set_state(PathState.GHOST, "RDAC: LUN not owned by this controller")
+        if triple[0] == SenseKey.UNIT_ATTENTION or triple == TRANSITIONING:
+            return "retry"  # a reset was reported, or the array is moving ownership: ask again
+        ghost = GHOST_SENSE.get(triple)
+        if ghost is not None:  # ALUA standby/unavailable, RDAC passive: up, but not for I/O here
+            path.set_state(PathState.GHOST, ghost)
             self.choose_group()
             return "other-path"
-        if s.key in (SenseKey.MEDIUM_ERROR, SenseKey.HARDWARE_ERROR):
+        if triple[0] in (SenseKey.MEDIUM_ERROR, SenseKey.HARDWARE_ERROR):
             return "medium"
         return "error"
 

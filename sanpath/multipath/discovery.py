@@ -16,13 +16,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import ConfigError, IscsiError, SanpathError
+from ..errors import ConfigError, IscsiError, SanpathError, ScsiCommandError
 from ..initiator.device import ScsiDevice
 from ..initiator.discovery import DiscoveredTarget, discover, parse_portals
 from ..initiator.session import SessionConfig
 from .device import MultipathDevice
 from .path import Path, PathSpec
 from .policy import Policy
+from .sense import ghost_reason
 from .sessions import SessionPool
 from .states import PathState
 
@@ -104,12 +105,20 @@ async def build_devices(records: Sequence[DiscoveredTarget], spec: MultipathSpec
         by_wwid = {spec.scsi_id: by_wwid[spec.scsi_id]}
     devices = []
     for wwid, members in sorted(by_wwid.items()):
-        sizes = {(p.device.size, p.device.block_size) for p in members if p.device is not None}
+        sizes = {(p.device.size, p.device.block_size) for p in members
+                 if p.device is not None and p.device.capacity is not None}
+        if not sizes:
+            raise SanpathError(f"{wwid}: every path is standby or passive, so the capacity is unknown; "
+                               "activate a controller (or use the rdac handler) and try again")
         if len(sizes) != 1:
             detail = ", ".join(f"{p.name}: {p.device.size if p.device else '?'} bytes" for p in members)
             raise SanpathError(f"paths to {wwid} disagree on capacity or block size ({detail}); refusing "
                                "to build a device over them")
         size, block_size = sizes.pop()
+        known = next(p.device.capacity for p in members if p.device is not None and p.device.capacity is not None)
+        for p in members:
+            if p.device is not None and p.device.capacity is None:
+                p.device.capacity = known
         devices.append(MultipathDevice(wwid, members, policy, size=size, block_size=block_size))
     return devices
 
@@ -130,18 +139,25 @@ async def _login(record: DiscoveredTarget, spec: MultipathSpec, base: SessionCon
         return []
     out = []
     for lun in luns:
+        device = ScsiDevice(session, lun)
+        state, reason = PathState.READY, "logged in"
         try:
-            device = await ScsiDevice(session, lun).open()
             std = await device.inquiry()
             if std.peripheral_qualifier != 0 or std.peripheral_device_type != 0:
                 continue  # not a disk (e.g. tgtd's controller LUN 0)
             wwid = await device.scsi_id()
+            try:
+                await device.open()
+            except ScsiCommandError as e:
+                ghost = ghost_reason(e.sense)
+                if ghost is None:
+                    raise
+                state, reason = PathState.GHOST, ghost  # capacity comes from the other paths
         except SanpathError as e:
             log.warning("%s %s LUN %d: skipped: %s", record.portal, record.iqn, lun, e)
             continue
         path = Path(PathSpec(record.address, record.port, record.iqn, lun, source), session, device, wwid)
-        path.state = PathState.READY
-        path.reason = "logged in"
+        path.state, path.reason = state, reason
         out.append(path)
     if not out:
         await session.logout()

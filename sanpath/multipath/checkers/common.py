@@ -31,16 +31,11 @@ from ...scsi.constants import SenseKey, Status
 from ...scsi.sense import parse_sense
 from ..path import Path
 from ..probe import command
+from ..sense import GHOST_SENSE
 from ..states import CheckResult
 
 Verdict = tuple[CheckResult, str]
 
-_GHOST_SENSE: dict[tuple[int, int, int], str] = {
-    (SenseKey.NOT_READY, 0x04, 0x0A): "ALUA transitioning",
-    (SenseKey.NOT_READY, 0x04, 0x0B): "ALUA standby",
-    (SenseKey.NOT_READY, 0x04, 0x0C): "ALUA unavailable",
-    (SenseKey.ILLEGAL_REQUEST, 0x94, 0x01): "LUN not owned by this controller (RDAC passive path)",
-}
 _ALIVE_STATUS = {Status.BUSY: "BUSY", Status.TASK_SET_FULL: "TASK SET FULL",
                  Status.RESERVATION_CONFLICT: "RESERVATION CONFLICT (another initiator's reservation)"}
 
@@ -61,7 +56,7 @@ def classify(result: CommandResult, what: str) -> Verdict | None:
         return None
     if sense.key == SenseKey.RECOVERED_ERROR:
         return CheckResult.UP, f"{what}: {sense}"
-    ghost = _GHOST_SENSE.get((sense.key, sense.asc, sense.ascq))
+    ghost = GHOST_SENSE.get((sense.key, sense.asc, sense.ascq))
     if ghost is not None:
         return CheckResult.GHOST, f"{what}: {ghost}"
     return CheckResult.DOWN, f"{what}: {sense}"
