@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigError, IscsiError, SanpathError, ScsiCommandError
@@ -72,7 +72,10 @@ def pick_source(portal: str, sources: Sequence[str]) -> str | None:
     return max(sources, key=shared)
 
 
-async def assemble(spec: MultipathSpec, base: SessionConfig, policy: Policy,
+PolicyFor = Callable[[str, str], Policy]  # (vendor, product) -> the policy for that array
+
+
+async def assemble(spec: MultipathSpec, base: SessionConfig, policy: Policy | PolicyFor,
                    pool: SessionPool) -> list[MultipathDevice]:
     """Discover, log in everywhere, and return one MultipathDevice per WWID (only ``spec.scsi_id`` when
     given). Raises with a message naming what is missing when nothing usable is found."""
@@ -91,9 +94,12 @@ async def assemble(spec: MultipathSpec, base: SessionConfig, policy: Policy,
 
 
 async def build_devices(records: Sequence[DiscoveredTarget], spec: MultipathSpec, base: SessionConfig,
-                        policy: Policy, pool: SessionPool) -> list[MultipathDevice]:
-    """Log in to every record's portal and fold the paths into devices by WWID."""
-    paths = await asyncio.gather(*(_login(r, spec, base, policy, pool) for r in records))
+                        policy: Policy | PolicyFor, pool: SessionPool) -> list[MultipathDevice]:
+    """Log in to every record's portal and fold the paths into devices by WWID. ``policy`` may depend on
+    the array's vendor and product (multipath.conf device sections)."""
+    policy_for: PolicyFor = policy if callable(policy) else (lambda vendor, product: policy)
+    session_policy = policy_for("", "")  # liveness and timeouts for the logins
+    paths = await asyncio.gather(*(_login(r, spec, base, session_policy, pool) for r in records))
     by_wwid: dict[str, list[Path]] = {}
     for group in paths:
         for path in group:
@@ -119,7 +125,8 @@ async def build_devices(records: Sequence[DiscoveredTarget], spec: MultipathSpec
         for p in members:
             if p.device is not None and p.device.capacity is None:
                 p.device.capacity = known
-        devices.append(MultipathDevice(wwid, members, policy, size=size, block_size=block_size))
+        vendor, product = members[0].vendor, members[0].product
+        devices.append(MultipathDevice(wwid, members, policy_for(vendor, product), size=size, block_size=block_size))
     return devices
 
 
@@ -158,6 +165,7 @@ async def _login(record: DiscoveredTarget, spec: MultipathSpec, base: SessionCon
             continue
         path = Path(PathSpec(record.address, record.port, record.iqn, lun, source), session, device, wwid)
         path.state, path.reason = state, reason
+        path.vendor, path.product = std.vendor, std.product
         out.append(path)
     if not out:
         await session.logout()

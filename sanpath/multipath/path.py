@@ -69,6 +69,8 @@ class Path:
     marginal_until: float = 0.0
     service_time: float = 0.0  # moving average of I/O service time, seconds (for service-time)
     alua_state: int | None = None
+    vendor: str = ""
+    product: str = ""
     tpg_id: int | None = None
     on_event: Callable[[PathEvent], None] | None = None
 

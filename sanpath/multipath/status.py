@@ -1,0 +1,77 @@
+"""Status of multipath devices: a topology in the shape of ``multipath -ll``, "n of m paths active",
+XenServer's ``[active, max]`` path counts, and the recent events. Reads state only: it never sends a
+command, so it cannot wait on a dead path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .device import MultipathDevice
+
+
+def human_size(n: int) -> str:
+    for unit in ("", "K", "M", "G", "T", "P"):
+        if n < 1024 or unit == "P":
+            return f"{n:g}{unit}" if unit else f"{n}"
+        n //= 1024
+    return str(n)
+
+
+def topology(device: MultipathDevice, *, events: int = 20) -> dict[str, Any]:
+    """Everything ``render`` shows, as JSON-ready data."""
+    active, maximum = device.counts()
+    p = device.policy
+    return {
+        "wwid": device.wwid,
+        "size": device.size,
+        "block_size": device.block_size,
+        "policy": {"path_grouping_policy": p.path_grouping_policy, "path_selector": p.path_selector,
+                   "rr_min_io": p.rr_min_io, "path_checker": p.path_checker, "prio": p.prio,
+                   "handler": p.handler, "failback": p.failback, "no_path_retry": p.no_path_retry},
+        "paths_active": active,
+        "paths_total": len(device.paths),
+        "mpath_counts": [active, maximum],  # XenServer's mpath-<SCSIid> = [active, max]
+        "groups": [
+            {
+                "priority": g.priority,
+                "state": g.state(g is device.active_group).value,
+                "paths": [
+                    {"name": path.name, "source": path.spec.source, "portal": path.spec.portal,
+                     "iqn": path.spec.iqn, "lun": path.spec.lun, "state": path.state.value, "reason": path.reason,
+                     "priority": path.priority, "ios": path.ios, "bytes": path.bytes, "inflight": path.inflight,
+                     "errors": path.errors, "alua_state": path.alua_state}
+                    for path in g.paths
+                ],
+            }
+            for g in device.groups
+        ],
+        "events": [{"time": e.time, "path": e.path, "kind": e.kind, "reason": e.reason, "state": e.state}
+                   for e in list(device.events)[-events:]],
+    }
+
+
+def render(device: MultipathDevice, *, events: int = 5) -> str:
+    """Text like ``multipath -ll``: the map named by its SCSIid, its size and policy, each group with its
+    priority and state, each path with its state and I/O count; then the path counts and recent events."""
+    t = topology(device, events=events)
+    p = t["policy"]
+    lines = [
+        f"{t['wwid']} size={human_size(t['size'])} block={t['block_size']} hwhandler={p['handler']} "
+        f"failback={p['failback']} no_path_retry={p['no_path_retry']}",
+    ]
+    groups = t["groups"]
+    for gi, g in enumerate(groups):
+        last_group = gi == len(groups) - 1
+        lines.append(f"{'`' if last_group else '|'}-+- policy='{p['path_selector']}' prio={g['priority']} "
+                     f"status={g['state']}")
+        for pi, path in enumerate(g["paths"]):
+            branch = "`-" if pi == len(g["paths"]) - 1 else "|-"
+            lead = "  " if last_group else "| "
+            alua = f" alua={path['alua_state']}" if path["alua_state"] is not None else ""
+            lines.append(f"{lead}{branch} {path['name']} {path['state']} prio={path['priority']} ios={path['ios']}"
+                         f"{alua} ({path['reason']})")
+    active, maximum = t["mpath_counts"]
+    lines.append(f"{t['paths_active']} of {t['paths_total']} paths active  [{active}, {maximum}]")
+    for e in device.events and list(device.events)[-events:]:
+        lines.append(f"  {e}")
+    return "\n".join(lines)
