@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -59,7 +59,8 @@ def connection_options(f: F) -> F:
                      help=f"Mutual CHAP: file holding the target's secret (else ${TARGET_CHAP_SECRET_ENV})."),
         click.option("--initiator-name", metavar="IQN",
                      help="Our iSCSI name (default $SANPATH_INITIATOR_NAME, else iqn.2026-11.org.sanpath:HOST)."),
-        click.option("--source", metavar="ADDR", help="Local address to connect from (the storage NIC)."),
+        click.option("--source", metavar="ADDR", help="Local address to connect from (the storage NIC); with "
+                     "--target, a comma-separated list, one per storage NIC."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -281,7 +282,14 @@ async def _luns(config: SessionConfig, report_lun: int) -> tuple[list[LunInfo], 
 
 
 @click.command()
-@click.argument("url", metavar="URL")
+@click.argument("url", metavar="URL", required=False)
+@click.option("--target", "mp_targets", metavar="ADDR[:PORT][,ADDR...]",
+              help="Multipath: discover on these addresses and use every path (instead of URL).")
+@click.option("--iqn", "mp_iqn", default="*", show_default=True, help="Multipath: the target IQN, or * for all.")
+@click.option("--scsi-id", "mp_scsi_id", help="Multipath: the LUN's SCSIid (needed when several LUNs are found).")
+@click.option("--multipath-config", "mp_config", type=click.Path(dir_okay=False),
+              help="Multipath: a multipath.conf-like TOML file.")
+@click.option("--set", "mp_set", multiple=True, metavar="KEY=VALUE", help="Multipath: override a setting (repeat).")
 @click.option("--rw", type=click.Choice(["read", "write", "randread", "randwrite", "randrw"]), default="randread",
               show_default=True, help="Access pattern.")
 @click.option("--bs", type=SIZE, default="4KiB", show_default=True, help="I/O size (a multiple of the block size).")
@@ -303,8 +311,10 @@ async def _luns(config: SessionConfig, report_lun: int) -> tuple[list[LunInfo], 
               help="Result format on stdout (progress always goes to stderr).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @connection_options
-def bench(url: str, rw: str, bs: int, qd: int, seconds: float, size: int | None, offset: int, rwmixread: int,
-          verify: bool, max_errors: int, seed: int | None, fmt: str, quiet: bool, **kw: Any) -> None:
+def bench(url: str | None, mp_targets: str | None, mp_iqn: str, mp_scsi_id: str | None,
+          mp_config: str | None, mp_set: tuple[str, ...], rw: str, bs: int, qd: int, seconds: float, size: int | None,
+          offset: int, rwmixread: int, verify: bool, max_errors: int, seed: int | None, fmt: str, quiet: bool,
+          **kw: Any) -> None:
     """A fio-like load on one LUN: fixed pattern, block size, queue depth and time.
 
     URL is iscsi://[user[%password]@]host[:port]/<iqn>/<lun>. Writes (write, randwrite, randrw, and
@@ -312,13 +322,25 @@ def bench(url: str, rw: str, bs: int, qd: int, seconds: float, size: int | None,
     result to stdout. Exit code 1 when any I/O failed or a verify check found wrong data.
     """
     opts = _opts(kw)
-    u = _url(url, need_lun=True)
-    config = session_config(opts, u.host, u.port, u.target, u.user, u.password)
     spec = BenchSpec(rw=rw, bs=bs, qd=qd, seconds=seconds, verify=verify, offset=offset, size=size,
                      rwmix_read=rwmixread, max_errors=max_errors, seed=seed)
+    if (url is None) == (mp_targets is None):
+        fail("bench", "give either a URL (one path) or --target (multipath)", 2)
     printer = None if quiet else ProgressPrinter(rw, sys.stderr)
+    extra: dict[str, Any] = {}
     try:
-        result = asyncio.run(_bench(config, u.lun, spec, printer))
+        if mp_targets is not None:
+            from .multipath import multipath_bench
+
+            # with --target, --source may list one address per storage NIC
+            config = replace(session_config(opts, "", 3260, None), source=None)
+            result, extra = asyncio.run(multipath_bench(
+                config, mp_targets, mp_iqn, mp_scsi_id, opts.source or "", mp_config, list(mp_set), spec, printer))
+        else:
+            assert url is not None
+            u = _url(url, need_lun=True)
+            config = session_config(opts, u.host, u.port, u.target, u.user, u.password)
+            result = asyncio.run(_bench(config, u.lun, spec, printer))
     except BenchSetupError as e:
         fail("bench", str(e), 2)
     except KeyboardInterrupt:
@@ -329,9 +351,11 @@ def bench(url: str, rw: str, bs: int, qd: int, seconds: float, size: int | None,
         if printer is not None:
             printer.close()
     if fmt == "json":
-        click.echo(json.dumps(result.to_json(), indent=2))
+        click.echo(json.dumps({**result.to_json(), **extra}, indent=2))
     else:
         click.echo(_summary(result))
+        if "topology" in extra:
+            click.echo(extra["topology"])
     for m in result.messages:
         click.echo(f"sanpath bench: {m}", err=True)
     if result.errors or result.verify_failures:
@@ -346,27 +370,32 @@ async def _bench(config: SessionConfig, lun: int, spec: BenchSpec, printer: Prog
     session = await Session.open(config)
     try:
         device = await ScsiDevice(session, lun).open()
-        try:
-            engine = Bench(device, spec, progress=printer)
-        except BenchError as e:
-            raise BenchSetupError(f"LUN {lun} ({device.size} bytes, {device.block_size}-byte blocks): {e}") from None
-        if spec.verify and spec.reads and printer is not None:
-            printer.note(f"verify: writing the region first ({human_size(engine.region_size)})")
-        loop = asyncio.get_running_loop()
-
-        def interrupted() -> None:  # the first Ctrl-C ends the run with a result; a second one aborts
-            engine.stop("interrupted (SIGINT)")
-            loop.remove_signal_handler(signal.SIGINT)
-
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread / no signals
-            loop.add_signal_handler(signal.SIGINT, interrupted)
-        try:
-            return await engine.run()
-        finally:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(signal.SIGINT)
+        return await run_engine(device, f"LUN {lun}", spec, printer)
     finally:
         await session.logout()
+
+
+async def run_engine(device: Any, name: str, spec: BenchSpec, printer: ProgressPrinter | None) -> BenchResult:
+    """Run the load on any BlockDevice-like object, with progress and a first Ctrl-C that ends the run."""
+    try:
+        engine = Bench(device, spec, progress=printer)
+    except BenchError as e:
+        raise BenchSetupError(f"{name} ({device.size} bytes, {device.block_size}-byte blocks): {e}") from None
+    if spec.verify and spec.reads and printer is not None:
+        printer.note(f"verify: writing the region first ({human_size(engine.region_size)})")
+    loop = asyncio.get_running_loop()
+
+    def interrupted() -> None:  # the first Ctrl-C ends the run with a result; a second one aborts
+        engine.stop("interrupted (SIGINT)")
+        loop.remove_signal_handler(signal.SIGINT)
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread / no signals
+        loop.add_signal_handler(signal.SIGINT, interrupted)
+    try:
+        return await engine.run()
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGINT)
 
 
 class ProgressPrinter:

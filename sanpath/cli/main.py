@@ -8,6 +8,7 @@ import click
 
 from .. import __version__
 from .initiator import COMMANDS as INITIATOR_COMMANDS
+from .lab import lab
 from .target import target
 
 
@@ -21,6 +22,7 @@ def cli(verbose: int) -> None:
 
 
 cli.add_command(target)
+cli.add_command(lab)
 for _command in INITIATOR_COMMANDS:
     cli.add_command(_command)
 

@@ -82,6 +82,9 @@ class Path:
         if state == self.state and reason == self.reason:
             return
         old = self.state
+        if kind == "group":  # active <-> ready as the active group changes: not news about the path
+            self.state = state
+            return
         self.state = state
         self.reason = reason
         self.since = time.monotonic()
