@@ -100,6 +100,8 @@ class TargetServer:
                     raise ConfigError("target", f"two targets would be named {iqn}; rename one")
                 self.targets[iqn] = Target(self, array, iqn)
         self.connections: set[TargetConnection] = set()
+        # tasks of sessions whose connection died, still unwinding, by (target, initiator, ISID)
+        self.draining: dict[tuple[str, str, bytes], list[asyncio.Task[None]]] = {}
         self.servers: list[asyncio.Server] = []
         self.portals: list[tuple[str, int]] = []
         self.listeners: dict[tuple[str, int], asyncio.Server] = {}
@@ -251,14 +253,30 @@ class TargetServer:
     def register(self, conn: TargetConnection) -> None:
         self.connections.add(conn)
 
-    def reinstate(self, new: TargetConnection, initiator: str, isid: bytes, target: Target) -> None:
-        """A login with the same initiator name, ISID and target replaces the old session (§6.3.5)."""
+    async def reinstate(self, new: TargetConnection, initiator: str, isid: bytes, target: Target) -> None:
+        """A login with the same initiator name, ISID and target replaces the old session (§6.3.5): drop
+        its connection and wait until every one of its tasks has ended, so that nothing of the old
+        session can execute once the new login completes (initiators rely on this to fence a dead path)."""
         for c in list(self.connections):
             s = c.session
             if c is not new and s is not None and s.target is target and s.initiator_name == initiator \
                     and s.isid == isid:
                 log.info("%s: reinstating session ISID %s of %s", target.iqn, isid.hex(), initiator)
                 c.abort()
+        await asyncio.sleep(0)  # let connection_lost of the aborted connections run
+        runners = self.draining.pop((target.iqn, initiator, isid), [])
+        pending = [r for r in runners if not r.done()]
+        if pending:
+            await asyncio.wait(pending)
+        self._prune_draining()
+
+    def _prune_draining(self) -> None:
+        for key in list(self.draining):
+            alive = [r for r in self.draining[key] if not r.done()]
+            if alive:
+                self.draining[key] = alive
+            else:
+                del self.draining[key]
 
 
 class TargetConnection(asyncio.BufferedProtocol):
@@ -274,6 +292,7 @@ class TargetConnection(asyncio.BufferedProtocol):
         self.header_digest = False
         self.data_digest = False
         self.peer = ""
+        self._reinstating: asyncio.Task[None] | None = None
         self._login_timer: asyncio.TimerHandle | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
         self._last_rx = 0.0
@@ -317,7 +336,8 @@ class TargetConnection(asyncio.BufferedProtocol):
                 timer.cancel()
         self.server.connections.discard(self)
         if self.session is not None:
-            self.session.shutdown()
+            s = self.session
+            self.server.draining.setdefault((s.target.iqn, s.initiator_name, s.isid), []).extend(s.shutdown())
         self.transport = None
 
     def pause_writing(self) -> None:
@@ -410,16 +430,29 @@ class TargetConnection(asyncio.BufferedProtocol):
             self.write(e.response)
             self.close()
             return
-        self.write(reply)
-        if done is not None:
+        if done is None:
+            self.write(reply)
+            return
+        if done.target is None:
+            self.write(reply)
             self._enter_full_feature(done)
+            return
+        # Session reinstatement must finish before the final login response (see TargetServer.reinstate).
+        # Nothing else arrives meanwhile: the initiator waits for this response.
+        self._reinstating = asyncio.get_running_loop().create_task(self._finish_login(reply, done))
+
+    async def _finish_login(self, reply: P.LoginResponse, done: TargetLogin.Result) -> None:
+        assert done.target is not None
+        await self.server.reinstate(self, done.initiator_name, done.isid, done.target)
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.write(reply)
+        self._enter_full_feature(done)
 
     def _enter_full_feature(self, done: TargetLogin.Result) -> None:
         if self._login_timer is not None:
             self._login_timer.cancel()
         target = done.target
-        if target is not None:
-            self.server.reinstate(self, done.initiator_name, done.isid, target)
         params = done.params
         self.header_digest = params.header_digest
         self.data_digest = params.data_digest

@@ -494,14 +494,18 @@ class TargetSession:
         if runners:
             await asyncio.gather(*runners, return_exceptions=True)
 
-    def shutdown(self) -> None:
-        """The connection is gone: at ErrorRecoveryLevel 0 every task of the session ends with it."""
+    def shutdown(self) -> list[asyncio.Task[None]]:
+        """The connection is gone: at ErrorRecoveryLevel 0 every task of the session ends with it. Returns
+        the tasks still unwinding (a backend write in a thread finishes before its task ends)."""
         self.closed = True
+        runners = []
         for task in list(self.tasks.values()):
             if task.runner is not None:
                 task.runner.cancel()
+                runners.append(task.runner)
             else:
                 self._forget(task)
+        return runners
 
 
 def _ceil(a: int, b: int) -> int:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -35,10 +35,14 @@ class RunningTarget:
 
 
 @contextmanager
-def serve_target(*args: str, timeout: float = 20.0) -> Iterator[RunningTarget]:
-    """Start ``sanpath target serve ARGS`` and wait for its ready line; SIGTERM it on exit."""
+def serve_target(*args: str, timeout: float = 20.0, prefix: Sequence[str] = ()) -> Iterator[RunningTarget]:
+    """Start ``sanpath target serve ARGS`` and wait for its ready line; SIGTERM it on exit.
+
+    ``prefix`` goes before the command, e.g. ``["ip", "netns", "exec", NS]`` (``Lab.prefix("array")``) to
+    serve inside a lab namespace; ``ip netns exec`` execs the target, so the signal reaches it.
+    """
     log = tempfile.NamedTemporaryFile("w+", prefix="sanpath-target-", suffix=".log", delete=False)  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "sanpath", "target", "serve", *args],
+    proc = subprocess.Popen([*prefix, sys.executable, "-m", "sanpath", "target", "serve", *args],
                             stdout=subprocess.PIPE, stderr=log, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.stdout is not None
