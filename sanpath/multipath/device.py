@@ -371,11 +371,13 @@ class MultipathDevice:
                 self._path_changed.clear()
                 await self._path_changed.wait()  # nothing to fence through: wait for a path to return
                 continue
-            if await self._fence_by_reinstatement(dead, live) or await self._fence_by_lun_reset(dead, live):
+            how = ("session reinstatement" if await self._fence_by_reinstatement(dead, live)
+                   else "LUN reset" if await self._fence_by_lun_reset(dead, live) else None)
+            if how is not None:
                 fenced = [p for p in self._unfenced if p is dead or p.spec.iqn == dead.spec.iqn]
                 self._unfenced = [p for p in self._unfenced if p not in fenced]
-                self._event(PathEvent(time.time(), dead.name, "fenced", "no command of the failed path can "
-                                      "execute any more", dead.state.value))
+                self._event(PathEvent(time.time(), dead.name, "fenced", f"by {how}: no command of the failed "
+                                      "path can execute any more", dead.state.value))
         self._write_gate.set()
 
     async def _fence_by_reinstatement(self, dead: Path, live: list[Path]) -> bool:

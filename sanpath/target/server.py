@@ -101,7 +101,7 @@ class TargetServer:
                 self.targets[iqn] = Target(self, array, iqn)
         self.connections: set[TargetConnection] = set()
         # tasks of sessions whose connection died, still unwinding, by (target, initiator, ISID)
-        self.draining: dict[tuple[str, str, bytes], list[asyncio.Task[None]]] = {}
+        self.draining: dict[tuple[str, str, bytes], list[tuple[object, asyncio.Task[None]]]] = {}
         self.servers: list[asyncio.Server] = []
         self.portals: list[tuple[str, int]] = []
         self.listeners: dict[tuple[str, int], asyncio.Server] = {}
@@ -265,18 +265,28 @@ class TargetServer:
                 c.abort()
         await asyncio.sleep(0)  # let connection_lost of the aborted connections run
         runners = self.draining.pop((target.iqn, initiator, isid), [])
-        pending = [r for r in runners if not r.done()]
+        pending = [r for _, r in runners if not r.done()]
+        if pending:
+            await asyncio.wait(pending)
+        self._prune_draining()
+
+    async def drain(self, lu: object) -> None:
+        """Wait for the unwinding tasks of dead sessions that touch ``lu`` (a LUN reset ends them too)."""
+        pending = [r for runners in self.draining.values() for owner, r in runners if owner is lu and not r.done()]
         if pending:
             await asyncio.wait(pending)
         self._prune_draining()
 
     def _prune_draining(self) -> None:
         for key in list(self.draining):
-            alive = [r for r in self.draining[key] if not r.done()]
+            alive = [(lu, r) for lu, r in self.draining[key] if not r.done()]
             if alive:
                 self.draining[key] = alive
             else:
                 del self.draining[key]
+
+    def all_sessions(self) -> list[TargetSession]:
+        return [c.session for c in self.connections if c.session is not None]
 
 
 class TargetConnection(asyncio.BufferedProtocol):

@@ -464,7 +464,12 @@ class TargetSession:
             if lu is None:
                 response = TaskResponse.LUN_DOES_NOT_EXIST
             else:
-                await self._abort_where(self.target.sessions(), lambda t: t.lun == lun)
+                # every I_T nexus to this logical unit, through any target that presents it (a multi-IQN
+                # array shows one LU under several names), including sessions whose connection is gone
+                # but whose tasks are still unwinding (SAM-5: the reset ends every task in the task set)
+                for s in self.target.server.all_sessions():
+                    await s.abort_tasks([t for t in s.tasks.values() if s.target.luns.get(t.lun) is lu])
+                await self.target.server.drain(lu)
                 lu.reset("lun")
         elif fn == TaskFunction.TARGET_WARM_RESET:
             await self._abort_where(self.target.sessions(), lambda t: True)
@@ -494,15 +499,15 @@ class TargetSession:
         if runners:
             await asyncio.gather(*runners, return_exceptions=True)
 
-    def shutdown(self) -> list[asyncio.Task[None]]:
+    def shutdown(self) -> list[tuple[object, asyncio.Task[None]]]:
         """The connection is gone: at ErrorRecoveryLevel 0 every task of the session ends with it. Returns
-        the tasks still unwinding (a backend write in a thread finishes before its task ends)."""
+        (logical unit, task) for the tasks still unwinding (a backend write in a thread finishes first)."""
         self.closed = True
-        runners = []
+        runners: list[tuple[object, asyncio.Task[None]]] = []
         for task in list(self.tasks.values()):
             if task.runner is not None:
                 task.runner.cancel()
-                runners.append(task.runner)
+                runners.append((self.target.luns.get(task.lun), task.runner))
             else:
                 self._forget(task)
         return runners
