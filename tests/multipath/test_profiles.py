@@ -127,3 +127,21 @@ async def test_rdac_ownership_moves_on_failover_and_io_continues() -> None:
         await wait_until(lambda: all(p.state.usable for p in passive), "every path to B to be in use")
         kinds = [e.kind for e in device.events]
         assert "activate" in kinds  # the rdac handler moved ownership with MODE SELECT page 2Ch
+
+
+@pytest.mark.parametrize(("checker", "caught"), [("tur", False), ("readsector0", True)])
+async def test_backstore_dead_but_tur_good_is_caught_by_the_read_checker(checker: str, caught: bool) -> None:
+    """PEERS.md failure mode 1: the array answers TEST UNIT READY with GOOD while its backing store is
+    dead. A TUR checker keeps such paths up; the read-based checker fails them."""
+    async with multipath("portal", replace(FAST, path_checker=checker)) as (server, device):
+        await write_read(device, n=4)
+        fault = server.faults.inject("medium-error", lun=0)
+        if caught:
+            await wait_until(lambda: device.active_paths == 0, "the read checker to fail every path")
+            assert all("readsector0" in p.reason for p in device.paths)
+        else:
+            await asyncio.sleep(1.0)  # several polling intervals
+            assert device.active_paths == len(device.paths)  # TUR says GOOD: nothing noticed
+        await server.faults.restore(fault.id)
+        await wait_until(lambda: device.active_paths == len(device.paths), "every path up again")
+        await write_read(device, n=4)
