@@ -7,6 +7,8 @@ import logging
 import click
 
 from .. import __version__
+from .attach import attach, status
+from .demo import demo
 from .initiator import COMMANDS as INITIATOR_COMMANDS
 from .lab import lab
 from .target import target
@@ -21,6 +23,9 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+cli.add_command(demo)
+cli.add_command(attach)
+cli.add_command(status)
 cli.add_command(target)
 cli.add_command(lab)
 for _command in INITIATOR_COMMANDS:

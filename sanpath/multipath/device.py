@@ -374,7 +374,10 @@ class MultipathDevice:
             how = ("session reinstatement" if await self._fence_by_reinstatement(dead, live)
                    else "LUN reset" if await self._fence_by_lun_reset(dead, live) else None)
             if how is not None:
-                fenced = [p for p in self._unfenced if p is dead or p.spec.iqn == dead.spec.iqn]
+                # reinstatement ends one I_T nexus (the dead path's session) only; other dead paths need
+                # their own; a LUN reset aborts every nexus's tasks in the LU
+                fenced = [p for p in self._unfenced if p is dead or (
+                    p.session is dead.session if how == "session reinstatement" else p.spec.iqn == dead.spec.iqn)]
                 self._unfenced = [p for p in self._unfenced if p not in fenced]
                 self._event(PathEvent(time.time(), dead.name, "fenced", f"by {how}: no command of the failed "
                                       "path can execute any more", dead.state.value))

@@ -4,6 +4,7 @@ command, so it cannot wait on a dead path."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from .device import MultipathDevice
@@ -51,10 +52,15 @@ def topology(device: MultipathDevice, *, events: int = 20) -> dict[str, Any]:
 
 
 def render(device: MultipathDevice, *, events: int = 5) -> str:
+    return render_topology(topology(device, events=events))
+
+
+def render_topology(t: dict[str, Any], throughput: dict[str, dict[str, float]] | None = None) -> str:
     """Text like ``multipath -ll``: the map named by its SCSIid, its size and policy, each group with its
-    priority and state, each path with its state and I/O count; then the path counts and recent events."""
-    t = topology(device, events=events)
+    priority and state, each path with its state and I/O count (and rates, when given); then the path
+    counts and the recent events. Works on ``topology()`` data, so a client can render a service's answer."""
     p = t["policy"]
+    rates = throughput or {}
     lines = [
         f"{t['wwid']} size={human_size(t['size'])} block={t['block_size']} hwhandler={p['handler']} "
         f"failback={p['failback']} no_path_retry={p['no_path_retry']}",
@@ -68,10 +74,13 @@ def render(device: MultipathDevice, *, events: int = 5) -> str:
             branch = "`-" if pi == len(g["paths"]) - 1 else "|-"
             lead = "  " if last_group else "| "
             alua = f" alua={path['alua_state']}" if path["alua_state"] is not None else ""
+            rate = rates.get(path["name"])
+            speed = f" {rate['mbps']:.1f}MB/s {rate['iops']:.0f}IOPS" if rate else ""
             lines.append(f"{lead}{branch} {path['name']} {path['state']} prio={path['priority']} ios={path['ios']}"
-                         f"{alua} ({path['reason']})")
+                         f"{speed}{alua} ({path['reason']})")
     active, maximum = t["mpath_counts"]
     lines.append(f"{t['paths_active']} of {t['paths_total']} paths active  [{active}, {maximum}]")
-    for e in device.events and list(device.events)[-events:]:
-        lines.append(f"  {e}")
+    for e in t["events"]:
+        stamp = time.strftime("%H:%M:%S", time.localtime(e["time"]))
+        lines.append(f"  {stamp} {e['path']}: {e['kind']} ({e['reason']})")
     return "\n".join(lines)
