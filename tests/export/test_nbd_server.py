@@ -4,7 +4,6 @@ LUN, and raw clients that misbehave while another client keeps working."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from sanpath.export.nbd import NbdServer, codec
 from sanpath.export.nbd.codec import Request
 from sanpath.export.nbd.constants import Cmd, CmdFlag, Errno, Info, Option, Rep, State, TransmissionFlag
 from sanpath.target.backstore import MemoryBackstore
+from sanpath.testing.files import random_image, sha256
 from sanpath.testing.peers import require_peer
 
 from .nbd_client import RawClient
@@ -74,18 +74,8 @@ async def run(*args: str, ok: bool | None = True, timeout: float = 240) -> str:
     return text
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(4 * MiB):
-            h.update(chunk)
-    return h.hexdigest()
 
 
-def random_image(path: Path, size: int) -> None:
-    with path.open("wb") as f:
-        for _ in range(size // (4 * MiB)):
-            f.write(os.urandom(4 * MiB))
 
 
 # --- real peers -------------------------------------------------------------------------------------------

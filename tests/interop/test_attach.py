@@ -4,14 +4,12 @@ libiscsi reads the LUN back over a single path to prove what landed."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from sanpath.testing.files import sha256
 from sanpath.testing.peers import require_peer
 from sanpath.testing.process import RunningTarget, serve_target
+from sanpath.testing.waiting import wait_until_sync
 
 IQN = "iqn.2026-11.org.sanpath.test:attach"
 SIZE = 1 << 30
@@ -65,23 +65,12 @@ def run(*args: str, timeout: float = 300) -> str:
     return proc.stdout
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def status(control: str) -> dict:  # type: ignore[type-arg]
     return json.loads(run(sys.executable, "-m", "sanpath", "status", "--control", control, "--format", "json"))
 
 
-def wait_for(predicate, what: str, limit: float = 60) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + limit  # a hang guard, not a timing assertion
-    while not predicate():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -135,9 +124,9 @@ def test_qemu_io_patterns_verify_while_a_path_is_pulled(array: RunningTarget, tm
             "--portal", victim, "--after-seconds", "1")
         for i in range(12):  # a pattern per MiB, while the path dies (after about 1 s) and stays dead
             run("qemu-io", "-f", "raw", "-c", f"write -P 0x{i + 0x10:02x} {i}M 1M", a.uri)
-        wait_for(lambda: status(a.control)["paths_active"] == 1, "the pulled path to fail")
+        wait_until_sync(lambda: status(a.control)["paths_active"] == 1, "the pulled path to fail")
         run(sys.executable, "-m", "sanpath", "target", "fault", "--control", target_control, "restore", "all")
-        wait_for(lambda: status(a.control)["paths_active"] == 2, "the path to come back")
+        wait_until_sync(lambda: status(a.control)["paths_active"] == 2, "the path to come back")
         for i in range(12):
             out = run("qemu-io", "-f", "raw", "-c", f"read -P 0x{i + 0x10:02x} {i}M 1M", a.uri)
             assert "Pattern verification failed" not in out

@@ -5,7 +5,6 @@ converts a random 1 GiB image into the LUN, nbdcopy copies it back out, and the 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import shutil
@@ -18,6 +17,7 @@ from sanpath.initiator.session import SessionConfig
 from sanpath.multipath.discovery import MultipathSpec, build_devices
 from sanpath.multipath.policy import Policy
 from sanpath.multipath.sessions import SessionPool
+from sanpath.testing.files import sha256
 from sanpath.testing.inproc import TEST_IQN, running_target
 from sanpath.testing.peers import require_peer
 
@@ -34,12 +34,6 @@ async def run(*args: str, timeout: float = 280) -> str:
     return text
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(4 * MiB):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 async def test_qemu_img_and_nbdcopy_through_multipath_nbd_export() -> None:

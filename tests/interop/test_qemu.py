@@ -4,7 +4,6 @@ whole LUN, where qemu trusts GET LBA STATUS (SBC-3 5.7) to skip deallocated rang
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from sanpath.testing.files import random_image, sha256
 from sanpath.testing.peers import require_peer
 from sanpath.testing.process import RunningTarget, serve_target
 
@@ -40,18 +40,8 @@ def qemu(target: RunningTarget, *args: str) -> str:
     return proc.stdout
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(4 * MiB):
-            h.update(chunk)
-    return h.hexdigest()
 
 
-def random_image(path: Path, size: int) -> None:
-    with path.open("wb") as f:
-        for _ in range(size // (4 * MiB)):
-            f.write(os.urandom(4 * MiB))
 
 
 def block_map(target: RunningTarget, url: str) -> list[dict[str, object]]:

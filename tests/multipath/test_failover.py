@@ -24,6 +24,7 @@ from sanpath.multipath.states import PathState
 from sanpath.target.server import TargetServer
 from sanpath.testing.faultproxy import FaultProxy
 from sanpath.testing.inproc import TEST_IQN, running_target
+from sanpath.testing.waiting import wait_until
 
 HANG_GUARD = 60.0
 SIZE = 16 << 20
@@ -95,13 +96,6 @@ async def verified_writes(device: MultipathDevice, *, qd: int, until: asyncio.Ev
     return stats
 
 
-async def wait_until(predicate, what: str) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + HANG_GUARD
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"gave up waiting for: {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_round_robin_uses_every_path() -> None:

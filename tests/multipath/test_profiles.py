@@ -23,6 +23,7 @@ from sanpath.multipath.states import PathState
 from sanpath.target.config import quick_config
 from sanpath.target.server import TargetServer
 from sanpath.testing.inproc import TEST_IQN, running_target
+from sanpath.testing.waiting import wait_until
 
 HANG_GUARD = 60.0
 FAST = Policy(polling_interval=0.2, nop_interval=0.2, nop_timeout=0.5, relogin_backoff=0.1, command_timeout=10)
@@ -49,13 +50,6 @@ async def multipath(profile: str, policy: Policy, iqn: str = "*", **profile_args
             await pool.close()
 
 
-async def wait_until(predicate, what: str) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + HANG_GUARD
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"gave up waiting for: {what}")
-        await asyncio.sleep(0.05)
 
 
 def controller_of(server: TargetServer, port: int) -> str:
