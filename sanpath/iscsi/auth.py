@@ -34,6 +34,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from sanpath.errors import AuthenticationError, ConfigError, LocalProtocolError, RemoteProtocolError
 from sanpath.iscsi.keys import parse_number
@@ -218,6 +219,23 @@ def _chap_keys(received: Mapping[str, str]) -> dict[str, str]:
 # The target side
 
 
+
+class _ChapParty:
+    """What both ends of a CHAP exchange hold: the secrets (checked), the algorithms allowed, and the
+    identifier and challenge this side sent."""
+
+    def __init__(self, own: ChapCredentials, target: ChapCredentials | None, *,
+                 algorithms: tuple[int, ...] = DEFAULT_ALGORITHMS, challenge_length: int | None = None,
+                 min_secret_length: int = MIN_SECRET_LENGTH, rng: Rng = secrets.token_bytes) -> None:
+        _check_pair(own, target, min_secret_length)
+        self.target = target
+        self.algorithms = _check_algorithms(algorithms)
+        self.challenge_length = challenge_length
+        self.algorithm: ChapAlgorithm | None = None
+        self._rng = rng
+        self._identifier = 0
+        self._challenge = b""
+
 class TargetChapState(StrEnum):
     """Where the target's CHAP exchange stands."""
 
@@ -233,7 +251,7 @@ _NRIC = frozenset({"CHAP_N", "CHAP_R", "CHAP_I", "CHAP_C"})
 _AIC = frozenset({"CHAP_A", "CHAP_I", "CHAP_C"})
 
 
-class ChapTarget:
+class ChapTarget(_ChapParty):
     """The target (authenticator) side of CHAP, driven by the keys of each Login Request.
 
     ``initiator`` holds the name and secret the initiator must prove (from the ACL); ``target``, if
@@ -242,27 +260,12 @@ class ChapTarget:
     or :class:`RemoteProtocolError` (status 0x0200) when the exchange fails.
     """
 
-    def __init__(
-        self,
-        initiator: ChapCredentials,
-        *,
-        target: ChapCredentials | None = None,
-        algorithms: tuple[int, ...] = DEFAULT_ALGORITHMS,
-        challenge_length: int | None = None,
-        min_secret_length: int = MIN_SECRET_LENGTH,
-        rng: Rng = secrets.token_bytes,
-    ) -> None:
-        _check_pair(initiator, target, min_secret_length)
+    def __init__(self, initiator: ChapCredentials, *, target: ChapCredentials | None = None,
+                 **options: Any) -> None:
+        super().__init__(initiator, target, **options)
         self.initiator = initiator
-        self.target = target
-        self.algorithms = _check_algorithms(algorithms)
-        self.challenge_length = challenge_length
         self.state = TargetChapState.AWAIT_ALGORITHMS
-        self.algorithm: ChapAlgorithm | None = None
         self.mutual = False
-        self._rng = rng
-        self._identifier = 0
-        self._challenge = b""
 
     @property
     def authenticated(self) -> bool:
@@ -381,7 +384,7 @@ class InitiatorChapState(StrEnum):
     FAILED = "failed"
 
 
-class ChapInitiator:
+class ChapInitiator(_ChapParty):
     """The initiator side of CHAP, driven by the keys of each Login Response.
 
     ``credentials`` are the initiator's CHAP name and secret. ``target``, if given, turns on mutual
@@ -390,27 +393,12 @@ class ChapInitiator:
     mutual CHAP the login must not leave the security stage before it is True.
     """
 
-    def __init__(
-        self,
-        credentials: ChapCredentials,
-        *,
-        target: ChapCredentials | None = None,
-        algorithms: tuple[int, ...] = DEFAULT_ALGORITHMS,
-        challenge_length: int | None = None,
-        min_secret_length: int = MIN_SECRET_LENGTH,
-        rng: Rng = secrets.token_bytes,
-    ) -> None:
-        _check_pair(credentials, target, min_secret_length)
+    def __init__(self, credentials: ChapCredentials, *, target: ChapCredentials | None = None,
+                 **options: Any) -> None:
+        super().__init__(credentials, target, **options)
         self.credentials = credentials
-        self.target = target
-        self.algorithms = _check_algorithms(algorithms)
-        self.challenge_length = challenge_length
         self.state = InitiatorChapState.START
-        self.algorithm: ChapAlgorithm | None = None
         self.target_authenticated = False
-        self._rng = rng
-        self._identifier = 0
-        self._challenge = b""
 
     @property
     def done(self) -> bool:
