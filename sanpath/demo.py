@@ -5,6 +5,10 @@ It starts the embedded sanpath array with two portals on two loopback addresses 
 NBD on a unix socket, runs verified random writes and reads through the export, fails one path by
 black-holing its portal (no RST: only liveness can tell) and restores it while showing the live status,
 and ends with a summary. It exits 0 only if no I/O failed and no verify check found wrong data.
+
+The attach, the load, the fail-and-restore schedule and the summary are shared with ``sanpath demo
+--lab`` (sanpath/demo_lab.py), which differs only in where the array runs and in what the fault is:
+``attach_and_load`` takes the fault as a ``Fault``, built once the device (and so its paths) exists.
 """
 
 from __future__ import annotations
@@ -13,22 +17,27 @@ import asyncio
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from .attach import AttachService, NbdEndpoint
 from .export.nbd.client import NbdClient
 from .initiator.bench import Bench, BenchResult, BenchSpec
 from .initiator.session import SessionConfig
+from .multipath.device import MultipathDevice
 from .multipath.discovery import MultipathSpec
+from .multipath.path import Path
 from .multipath.policy import Policy
 from .multipath.status import render
 from .target.config import quick_config
+from .target.faults import Fault as TargetFault
 from .target.server import TargetServer
 
 IQN = "iqn.2026-11.org.sanpath:demo"
 # Tight liveness so that the demo shows a sub-second failover (see multipath/config.py for the defaults).
 POLICY = Policy(polling_interval=0.5, nop_interval=0.25, nop_timeout=0.5, relogin_backoff=0.25)
+WATCH_INTERVAL = 0.5
 
 
 @dataclass
@@ -44,17 +53,66 @@ class DemoResult:
                 and self.failed_back)
 
 
+class Fault(Protocol):
+    """What the demo does to its paths half-way through the load, and how it undoes it."""
+
+    @property
+    def victims(self) -> Sequence[Path]:
+        """The paths the fault takes down (failover: all of them down; failback: all carry I/O again)."""
+
+    def describe(self) -> str: ...
+
+    async def inject(self) -> None: ...
+
+    async def restore(self) -> None: ...
+
+
+FaultFor = Callable[[MultipathDevice], Fault]
+
+
 async def run_demo(*, seconds: float = 12.0, size: str = "256MiB", out: Callable[[str], None] = print) -> DemoResult:
     spec = quick_config(IQN, ["127.0.0.1:0", "127.0.0.2:0"], [f"mem:{size}"])
     server = TargetServer(spec)
     portals = await server.start()
-    out(f"array: {IQN}, {size} LUN, portals {', '.join(f'{h}:{p}' for h, p in portals)}")
+    try:
+        out(f"array: {IQN}, {size} LUN, portals {', '.join(f'{h}:{p}' for h, p in portals)}")
+        host, port = portals[0]
+        return await attach_and_load(MultipathSpec(((host, port),), IQN), seconds=seconds,
+                                     fault_for=lambda device: Blackhole(server, device.paths[1]), out=out)
+    finally:
+        await server.stop()
+
+
+class Blackhole:
+    """The embedded array stops answering on one portal: no RST, no FIN, as with a pulled cable."""
+
+    def __init__(self, server: TargetServer, victim: Path) -> None:
+        self.server = server
+        self.victims = (victim,)
+        h, p = next((h, p) for h, p in server.portals if h == victim.spec.host)
+        self.portal = f"{h}:{p}"
+        self.fault: TargetFault | None = None
+
+    def describe(self) -> str:
+        return f"black-holing portal {self.portal} (a pulled cable: no RST, no FIN)"
+
+    async def inject(self) -> None:
+        self.fault = self.server.faults.inject("blackhole", portal=self.portal)
+
+    async def restore(self) -> None:
+        if self.fault is not None:
+            await self.server.faults.restore(self.fault.id)
+
+
+async def attach_and_load(spec: MultipathSpec, *, seconds: float, fault_for: FaultFor,
+                          out: Callable[[str], None]) -> DemoResult:
+    """Attach to ``spec`` (every path, one multipath device), export it over NBD on a unix socket, run
+    verified random I/O through the export for ``seconds`` while ``fault_for(device)`` fails some paths
+    and restores them, showing the live status; return what the load saw."""
     workdir = tempfile.mkdtemp(prefix="sanpath-demo-")
     nbd_path = os.path.join(workdir, "nbd.sock")
-    host, port = portals[0]
-    service = AttachService(MultipathSpec(((host, port),), IQN), SessionConfig("", login_timeout=5),
-                            lambda vendor, product: POLICY, NbdEndpoint("unix", path=nbd_path),
-                            os.path.join(workdir, "control.sock"))
+    service = AttachService(spec, SessionConfig("", login_timeout=5), lambda vendor, product: POLICY,
+                            NbdEndpoint("unix", path=nbd_path), os.path.join(workdir, "control.sock"))
     try:
         uri = await service.start()
         device = service.device
@@ -62,13 +120,21 @@ async def run_demo(*, seconds: float = 12.0, size: str = "256MiB", out: Callable
         out(f"attached: {device.wwid}, {device.active_paths} of {len(device.paths)} paths active")
         out(f"NBD export: {uri}")
         out(render(device, events=0))
+        fault = fault_for(device)
         # The verified load goes through the NBD export, as qemu or nbdcopy would use the LUN.
         client = await NbdClient.connect_unix(nbd_path, device.wwid)
         try:
             bench = Bench(client, BenchSpec(rw="randrw", bs=4096, qd=16, seconds=seconds, verify=True,
                                             size=min(device.size, 64 << 20), seed=1))
+            end = asyncio.get_running_loop().time() + seconds
             run = asyncio.ensure_future(bench.run())
-            failed_over, failed_back = await _fail_and_restore(server, device, seconds, out)
+            try:
+                failed_over, failed_back = await fail_and_restore(device, fault, seconds, end, out)
+            except BaseException:
+                bench.stop("the demo was interrupted")
+                with contextlib.suppress(Exception):
+                    await run
+                raise
             result = await run
         finally:
             await client.close()
@@ -76,41 +142,35 @@ async def run_demo(*, seconds: float = 12.0, size: str = "256MiB", out: Callable
         return DemoResult(result, failed_over, failed_back, uri)
     finally:
         await service.stop()
-        await server.stop()
         with contextlib.suppress(OSError):
             os.rmdir(workdir)
 
 
-async def _fail_and_restore(server: TargetServer, device: object, seconds: float,
-                            out: Callable[[str], None]) -> tuple[bool, bool]:
-    from .multipath.device import MultipathDevice
-
-    assert isinstance(device, MultipathDevice)
-    victim = device.paths[1]
+async def fail_and_restore(device: MultipathDevice, fault: Fault, seconds: float, end: float,
+                           out: Callable[[str], None]) -> tuple[bool, bool]:
+    """A quarter into the load, inject ``fault`` and watch every victim fail; restore it and watch (until
+    the load ends at loop time ``end``) every victim come back and carry I/O again. Returns whether the
+    failover and the failback were seen."""
+    victims = fault.victims
     await asyncio.sleep(seconds * 0.25)
-    out(f"\n>>> black-holing portal {victim.spec.portal} (a pulled cable: no RST, no FIN)")
-    fault = server.faults.inject("blackhole", portal=_target_portal(server, victim.spec.host))
-    failed_over = await _watch(device, lambda: not victim.state.up, seconds * 0.3, out)
-    out(f">>> restoring {victim.spec.portal}")
-    await server.faults.restore(fault.id)
-    failed_back = await _watch(device, lambda: victim.state.usable and victim.ios > 0, seconds * 0.35, out)
+    out(f"\n>>> {fault.describe()}")
+    await fault.inject()
+    failed_over = await _watch(device, lambda: all(not v.state.up for v in victims), seconds * 0.3, out)
+    out(f">>> restoring: {', '.join(v.spec.portal for v in victims)} should come back")
+    await fault.restore()
+    before = [v.ios for v in victims]
+    limit = max(seconds * 0.35, end - asyncio.get_running_loop().time() - WATCH_INTERVAL)
+    failed_back = await _watch(
+        device, lambda: all(v.state.usable and v.ios > n for v, n in zip(victims, before, strict=True)), limit, out)
     return failed_over, failed_back
 
 
-def _target_portal(server: TargetServer, host: str) -> str:
-    h, p = next((h, p) for h, p in server.portals if h == host)
-    return f"{h}:{p}"
-
-
-async def _watch(device: object, done: Callable[[], bool], limit: float, out: Callable[[str], None]) -> bool:
-    from .multipath.device import MultipathDevice
-
-    assert isinstance(device, MultipathDevice)
+async def _watch(device: MultipathDevice, done: Callable[[], bool], limit: float, out: Callable[[str], None]) -> bool:
     loop = asyncio.get_running_loop()
     end = loop.time() + limit
     seen = False
     while loop.time() < end:
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(WATCH_INTERVAL)
         active, total = device.active_paths, len(device.paths)
         states = ", ".join(f"{p.spec.portal} {p.state.value} ios={p.ios}" for p in device.paths)
         out(f"    {active} of {total} paths active: {states}")
