@@ -1,7 +1,9 @@
 """``python -m benchmarks``: sanpath side by side with its peers, on the same targets, into BENCHMARKS.md.
 
 Suites (``--suite``): ``target``, iscsi-perf against tgtd and against the sanpath target; ``initiator``,
-``sanpath bench`` against iscsi-perf on each of those targets' LUN (see benchmarks/initiator.py). Both
+``sanpath bench`` against iscsi-perf on each of those targets' LUN (see benchmarks/initiator.py);
+``multipath``, scaling over 1, 2 and 4 shaped paths and failover/failback under cable pulls in the
+namespace lab (see benchmarks/multipath.py; root). Both
 targets serve one random backing file for the whole run; runs alternate (the peer first, being the
 reference) so that machine drift hits both. A target or client that fails is reported with its error and
 log, never with guessed numbers.
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from sanpath.testing.tgtd import TgtdUnavailableError
 
-from . import initiator, iscsi_perf, report
+from . import initiator, iscsi_perf, multipath, report
 from .backing import random_backing_file
 from .contenders import STARTERS, Contender, verify
 from .iscsi_perf import WORKLOADS, PerfError
@@ -31,9 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=int, default=10, help="length of each client run (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="seconds of an uncounted first run (default 2; 0: none)")
     p.add_argument("--size-mib", type=int, default=1024, help="backing file size in MiB (default 1024)")
-    p.add_argument("--suite", choices=("target", "initiator", "all"), default="target",
+    p.add_argument("--suite", choices=("target", "initiator", "multipath", "all"), default="target",
                    help="target: iscsi-perf vs two targets; initiator: sanpath bench vs iscsi-perf on each "
-                        "target; all: both, target first (default target)")
+                        "target; multipath: scaling, failover and failback in the namespace lab; all: every "
+                        "suite in that order (default target)")
+    p.add_argument("--pulls", type=int, default=20, help="multipath: cable pulls per failover run (default 20)")
     p.add_argument("--contenders", default="tgtd,sanpath",
                    help="comma-separated targets, reference first (default tgtd,sanpath)")
     p.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md", help="report file (default BENCHMARKS.md)")
@@ -80,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     rerun = ".venv/bin/python -m benchmarks " + shlex.join(
         [*(["--suite", args.suite] if args.suite != "target" else []),
          "--rounds", str(args.rounds), "--seconds", str(args.seconds), "--warmup", str(args.warmup),
-         "--size-mib", str(args.size_mib), "--contenders", ",".join(names)])
-    suites = ("target", "initiator") if args.suite == "all" else (args.suite,)
+         "--size-mib", str(args.size_mib),
+         *(["--contenders", ",".join(names)] if args.suite != "multipath" else []),
+         *(["--pulls", str(args.pulls)] if args.suite in ("multipath", "all") else [])])
+    suites = ("target", "initiator", "multipath") if args.suite == "all" else (args.suite,)
     sections: list[str] = []
     status = 0
     failures: dict[str, str] = {}
@@ -91,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     _say(f"writing {args.size_mib} MiB of random data")
     with random_backing_file(size, directory=args.tmpdir) as path, ExitStack() as stack:
         contenders: list[Contender] = []
-        for name in names:
+        for name in names if {"target", "initiator"} & set(suites) else ():
             try:
                 contenders.append(stack.enter_context(STARTERS[name](path)))
                 _say(f"{name} serving {contenders[-1].url}")
@@ -124,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
                                              rounds=args.rounds, env=env, rerun=rerun, lun_bytes=size,
                                              failures={**down, **i_failures}, notes=notes))
             status |= not up or any(k.startswith(f"{initiator.PEER} on ") for k in i_failures)
+        if "multipath" in suites:
+            stack.close()  # the loopback targets are done; the lab suite starts its own
+            section, failed = multipath.run_suite(path, plan, seconds=args.seconds, rounds=args.rounds,
+                                                  pulls=args.pulls, rerun=rerun, say=_say)
+            sections.append(section)
+            status |= failed
     for section in sections:
         report.write(args.output, section)
         print(section)

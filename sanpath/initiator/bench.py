@@ -33,6 +33,8 @@ from ..errors import SanpathError
 
 MODES = ("read", "write", "randread", "randwrite", "randrw")
 MAX_MESSAGES = 10  # first error and verify-failure messages kept in the result
+STALL_RECORD_NS = 50_000_000  # gaps with no I/O completing at least this long are listed in ``stalls``
+MAX_STALLS = 10_000
 MAX_VERIFY_UNITS = 64 << 20  # the generation table costs 4 bytes per unit
 PREFILL_CHUNK = 1 << 20
 
@@ -125,10 +127,14 @@ class BenchResult:
     region_size: int
     stopped_early: str = ""
     messages: tuple[str, ...] = field(default=())
+    # every gap of at least STALL_RECORD_NS: (wall-clock time it began, as time.time(), length in ms), so
+    # that a stall can be matched with what caused it (a cable pull in the lab benchmarks)
+    stalls: tuple[tuple[float, float], ...] = field(default=())
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["messages"] = list(self.messages)
+        d["stalls"] = [list(x) for x in self.stalls]
         return d
 
 
@@ -287,6 +293,7 @@ class Bench:
         self.max_gap = 0
         self.last_done = 0
         self.deadline = 0
+        self.stalls: list[tuple[int, int]] = []  # (monotonic ns when the gap began, its length in ns)
 
     def stop(self, reason: str) -> None:
         """End the run early (Ctrl-C): I/Os in flight complete, then the result says why it stopped."""
@@ -337,6 +344,10 @@ class Bench:
             if len(self.messages) < MAX_MESSAGES:
                 self.messages.append("verify: " + self.stamper.explain(buf, expect, lba))
 
+    def _stall(self, began: int, length: int) -> None:
+        if len(self.stalls) < MAX_STALLS:
+            self.stalls.append((began, length))
+
     # --- workers ------------------------------------------------------------------------------
 
     async def _worker(self) -> None:
@@ -380,6 +391,8 @@ class Bench:
             gap = t1 - self.last_done
             if gap > self.max_gap:
                 self.max_gap = gap
+            if gap >= STALL_RECORD_NS:  # rare: one comparison per I/O otherwise
+                self._stall(self.last_done, gap)
             self.last_done = t1
             self.ios += 1
             self.bytes += bs
@@ -475,6 +488,8 @@ class Bench:
             await asyncio.gather(*(self._worker() for _ in range(spec.qd)))
             end = time.monotonic_ns()
             self.max_gap = max(self.max_gap, end - self.last_done)
+            if end - self.last_done >= STALL_RECORD_NS:
+                self._stall(self.last_done, end - self.last_done)
             run_ios, run_bytes = self.ios, self.bytes
             if spec.verify and not spec.reads and not self.stopped:
                 await self._read_back()
@@ -482,6 +497,7 @@ class Bench:
             if reporter is not None:
                 reporter.cancel()
         seconds = (end - start) / 1e9
+        wall = time.time() - time.monotonic_ns() / 1e9  # monotonic -> wall clock, for ``stalls``
         h = self.hist
         lat = Latency(p50=round(h.percentile(50) / 1e3, 1), p99=round(h.percentile(99) / 1e3, 1),
                       p999=round(h.percentile(99.9) / 1e3, 1), max=round(h.max / 1e3, 1),
@@ -492,7 +508,8 @@ class Bench:
             mbps=round(run_bytes / seconds / 1e6, 2), lat_us=lat, errors=self.errors, verify=spec.verify,
             verify_failures=self.verify_failures, verify_reads=self.verify_reads,
             max_stall_ms=round(self.max_gap / 1e6, 2), region_offset=spec.offset, region_size=self.region_size,
-            stopped_early=self.stopped, messages=tuple(self.messages))
+            stopped_early=self.stopped, messages=tuple(self.messages),
+            stalls=tuple((round(wall + t / 1e9, 4), round(n / 1e6, 2)) for t, n in self.stalls))
 
 
 async def run_bench(device: BenchDevice, spec: BenchSpec, *, progress: Callable[[Progress], None] | None = None,

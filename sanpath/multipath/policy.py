@@ -17,8 +17,8 @@ class Policy:
     failback: str = "immediate"  # immediate | manual | followover | seconds as digits
     no_path_retry: str = "queue"  # fail | queue | N polling intervals
     polling_interval: float = 1.0
-    nop_interval: float = 0.5  # path liveness: see config.py for why these are tighter than open-iscsi's
-    nop_timeout: float = 1.0
+    nop_interval: float = 0.25  # path liveness: see config.py for why these are tighter than open-iscsi's
+    nop_timeout: float = 0.5
     command_timeout: float = 30.0
     marginal_failures: int = 3  # a path that fails this often within marginal_window...
     marginal_window: float = 60.0

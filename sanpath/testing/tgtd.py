@@ -4,6 +4,12 @@
 system tgtd), one portal on 127.0.0.1, one target whose LUN 1 is the given backing file (tgtd keeps
 LUN 0 for its controller), every initiator allowed, and optional CHAP accounts. On exit it deletes the
 target, stops the daemon and removes the management socket files, also when the body raised.
+
+In the namespace lab, ``portals=`` lists the addresses to listen on instead (the first one on tgtd's
+command line, the others added with ``tgtadm --mode portal --op new``) and ``prefix=`` runs the daemon
+inside a namespace (``Lab.prefix("array")``). tgtadm still works from here: the management socket is a
+file under /var/run/tgtd, which every network namespace shares. Note that tgtd answers SendTargets with
+the one portal the discovery session came in on, not with all of them.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -59,12 +65,13 @@ class TgtdChap:
 @dataclass(frozen=True, slots=True)
 class RunningTgtd:
     iqn: str
-    portal: str  # "127.0.0.1:PORT"
+    portal: str  # "127.0.0.1:PORT", or the first of ``portals``
     control_port: int  # tgtadm -C N
     backing_file: str
     chap: TgtdChap | None
     process: subprocess.Popen[bytes]
     log_path: str  # tgtd's stdout and stderr
+    portals: tuple[str, ...] = ()  # every "ADDR:PORT" tgtd listens on
 
     def url(self, lun: int = LUN, *, credentials: bool = False) -> str:
         """libiscsi URL of a LUN; with ``credentials`` it carries the one-way CHAP user and secret."""
@@ -153,13 +160,27 @@ def _management_answers(control_port: int) -> Iterator[bool]:
         yield subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=30).returncode == 0
 
 
-def _portal_accepts(port: int) -> Iterator[bool]:
+def _portals_accept(portals: Sequence[str]) -> Iterator[bool]:
+    """Each portal takes a TCP connection (only from where the portals are reachable: no namespace)."""
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-                yield True
+            for portal in portals:
+                host, port = portal.rsplit(":", 1)
+                with socket.create_connection((host, int(port)), timeout=1.0):
+                    pass
+            yield True
         except OSError:
             yield False
+
+
+def _portals_listed(control_port: int, portals: Sequence[str]) -> Iterator[bool]:
+    """tgtd lists each portal as listening (``tgtadm --mode portal --op show``): the check used when tgtd
+    runs in another network namespace, where this process cannot connect."""
+    cmd = ["tgtadm", "-C", str(control_port), "--lld", "iscsi", "--mode", "portal", "--op", "show"]
+    while True:
+        out = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30).stdout
+        listed = {line.split()[-1].rsplit(",", 1)[0] for line in out.splitlines() if line.startswith("Portal:")}
+        yield all(p in listed for p in portals)
 
 
 def _configure(control_port: int, log_path: str, iqn: str, backing_file: str, chap: TgtdChap | None) -> None:
@@ -203,23 +224,27 @@ class TgtdPortalBusyError(TgtdError):
 
 
 @contextmanager
-def _daemon(backing_file: str, port: int, iqn: str, chap: TgtdChap | None,
-            timeout: float) -> Iterator[RunningTgtd]:
+def _daemon(backing_file: str, portals: Sequence[str], iqn: str, chap: TgtdChap | None,
+            timeout: float, prefix: Sequence[str] = ()) -> Iterator[RunningTgtd]:
     control_port = _pick_control_port()
     ipc_dir_existed = os.path.isdir(_IPC_DIR)
     fd, log_path = tempfile.mkstemp(prefix="sanpath-tgtd-", suffix=".log")
     proc: subprocess.Popen[bytes] | None = None
     try:
         # the log is a file, never a pipe: a chatty tgtd must not block on a full pipe
-        proc = subprocess.Popen(["tgtd", "-f", "-C", str(control_port), "--iscsi", f"portal=127.0.0.1:{port}"],
+        # ``ip netns exec`` (the prefix) execs tgtd, so ``proc`` is tgtd itself and signals reach it
+        proc = subprocess.Popen([*prefix, "tgtd", "-f", "-C", str(control_port), "--iscsi", f"portal={portals[0]}"],
                                 stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True)
         _wait_for("management channel", _management_answers(control_port), proc, log_path, timeout)
         # tgtd binds its portal before it opens the management channel, so a failure is logged by now
         if "failed to create/bind to portal" in _log_tail(log_path, limit=100_000):
-            raise TgtdPortalBusyError(f"tgtd could not listen on 127.0.0.1:{port}{_log_tail(log_path)}")
+            raise TgtdPortalBusyError(f"tgtd could not listen on {portals[0]}{_log_tail(log_path)}")
+        for portal in portals[1:]:
+            _tgtadm(control_port, log_path, "--mode", "portal", "--op", "new", "--param", f"portal={portal}")
         _configure(control_port, log_path, iqn, backing_file, chap)
-        _wait_for(f"listener on 127.0.0.1:{port}", _portal_accepts(port), proc, log_path, timeout)
-        yield RunningTgtd(iqn, f"127.0.0.1:{port}", control_port, backing_file, chap, proc, log_path)
+        ready = _portals_listed(control_port, portals) if prefix else _portals_accept(portals)
+        _wait_for(f"listeners on {', '.join(portals)}", ready, proc, log_path, timeout)
+        yield RunningTgtd(iqn, portals[0], control_port, backing_file, chap, proc, log_path, tuple(portals))
     finally:
         try:
             if proc is not None:
@@ -237,10 +262,13 @@ def _daemon(backing_file: str, port: int, iqn: str, chap: TgtdChap | None,
 
 @contextmanager
 def run_tgtd(backing_file: str, *, port: int = 0, iqn: str = DEFAULT_IQN, chap: TgtdChap | None = None,
-             timeout: float = 15.0) -> Iterator[RunningTgtd]:
+             timeout: float = 15.0, portals: Sequence[str] = (), prefix: Sequence[str] = (),
+             ) -> Iterator[RunningTgtd]:
     """Start a private tgtd serving ``backing_file`` as LUN 1 of ``iqn`` on 127.0.0.1:``port``.
 
     ``port=0`` picks a free loopback port (and picks again if another process takes it first).
+    ``portals`` ("ADDR:PORT", e.g. a lab controller's addresses) replaces the loopback portal, and
+    ``prefix`` (e.g. ``Lab.prefix("array")``) runs tgtd inside a network namespace.
     Raises TgtdUnavailableError when tgtd cannot run here (not installed, not root) and TgtdError
     when it fails to start, to listen, or to take the configuration.
     """
@@ -248,13 +276,15 @@ def run_tgtd(backing_file: str, *, port: int = 0, iqn: str = DEFAULT_IQN, chap: 
     backing_file = os.path.abspath(backing_file)
     if not os.path.exists(backing_file):
         raise TgtdError(f"tgtd {iqn}: backing file {backing_file} does not exist")
+    if port and portals:
+        raise TgtdError(f"tgtd {iqn}: give port= (a loopback portal) or portals=, not both")
     for attempt in range(1, 4):
         with contextlib.ExitStack() as stack:
+            listen = list(portals) or [f"127.0.0.1:{port or free_loopback_port()}"]
             try:
-                running = stack.enter_context(
-                    _daemon(backing_file, port or free_loopback_port(), iqn, chap, timeout))
+                running = stack.enter_context(_daemon(backing_file, listen, iqn, chap, timeout, prefix))
             except TgtdPortalBusyError:
-                if port or attempt == 3:
+                if port or portals or attempt == 3:
                     raise
                 continue
             yield running

@@ -92,7 +92,7 @@ def test_describe_lines(conf_file: str) -> None:
                                                'DataCore"', "in", f"{conf_file})"]
     assert by_key["path_grouping_policy"].endswith('(built-in device section "DataCore")')
     assert by_key["polling_interval"].endswith(f"(config file {conf_file} [defaults])")
-    assert by_key["nop_interval"].split() == ["nop_interval", "=", "0.5s", "(default)"]
+    assert by_key["nop_interval"].split() == ["nop_interval", "=", "0.25s", "(default)"]
     assert str(C.Setting("no_path_retry", "queue", C.Origin("device section", "DataCore"))) == \
         'no_path_retry = queue  (device section "DataCore")'
 

@@ -16,8 +16,10 @@ import pytest
 
 from sanpath.initiator.discovery import DiscoveredTarget
 from sanpath.initiator.session import SessionConfig
+from sanpath.multipath.device import MultipathDevice
 from sanpath.multipath.discovery import MultipathSpec, build_devices
 from sanpath.multipath.monitor import PathMonitor
+from sanpath.multipath.path import Path, PathSpec
 from sanpath.multipath.policy import Policy
 from sanpath.multipath.sessions import SessionPool
 from sanpath.multipath.states import PathState
@@ -99,3 +101,30 @@ async def test_stale_write_never_overwrites_a_newer_one(tmp_path: FsPath, profil
             await pool.close()
             for p in proxies:
                 await p.stop()
+
+
+class _LiveSession:
+    logged_in = True
+
+
+async def test_each_dead_path_is_fenced_by_its_own_reinstatement() -> None:
+    """Reinstating one dead path's session ends that I_T nexus only: a second dead path to the same
+    target (another portal, another ISID) still has its own session in the array and needs its own
+    fence. (Found in the lab: a host cable pull killed two paths, one fence covered both, and writes
+    still queued on the second connection landed after newer ones.)"""
+    paths = [Path(PathSpec(f"127.0.0.{i + 1}", 3260, TEST_IQN, 0), session=_LiveSession(),  # type: ignore[arg-type]
+                  state=PathState.ACTIVE) for i in range(3)]
+    device = MultipathDevice("wwid", paths, Policy(), size=1 << 20, block_size=512)
+    reinstated: list[Path] = []
+
+    async def by_reinstatement(dead: Path, live: list[Path]) -> bool:
+        reinstated.append(dead)
+        return True
+
+    device._fence_by_reinstatement = by_reinstatement  # type: ignore[method-assign]
+    for p in paths[:2]:
+        device.fail_path(p, "connection lost")
+    device._unfenced = list(paths[:2])
+    await device._fence()
+    assert reinstated == paths[:2]
+    assert device._unfenced == []
