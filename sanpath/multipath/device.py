@@ -202,8 +202,13 @@ class MultipathDevice:
         self.choose_group()
 
     def reinstate_path(self, path: Path, state: PathState = PathState.READY, reason: str = "checker up") -> None:
+        # followover (multipath-tools): fail back only when the first path of a group that had none
+        # comes back, so that a failover another host asked for is not undone by a path that merely
+        # recovered inside an already working group.
+        group = next((g for g in self.groups if path in g.paths), None)
+        first_back = group is not None and not group.usable
         path.set_state(state, reason)
-        self.choose_group()
+        self.choose_group(initial=self.policy.failback == "followover" and first_back)
         if self._unfenced and not self._fence_running():
             self._start_fence()
 

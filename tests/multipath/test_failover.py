@@ -179,3 +179,17 @@ async def test_flapping_path_is_held_out_as_marginal() -> None:
         assert victim.state == PathState.MARGINAL
         await r.device.write(0, bytes(4096))  # I/O goes on over the other path
         assert r.device.paths[1].state.usable
+
+
+@pytest.mark.parametrize(("failback", "returns"), [("immediate", True), ("followover", True), ("manual", False)])
+async def test_failback_policies(failback: str, returns: bool) -> None:
+    async with rig(replace(FAST, path_grouping_policy="failover", failback=failback)) as r:
+        first, second = r.device.paths
+        assert r.device.active_group is not None and r.device.active_group.paths == [first]
+        r.proxies[0].reset_all()
+        await wait_until(lambda: first.state == PathState.FAULTY, "the first path to fail")
+        await r.device.write(0, bytes(4096))
+        assert second.state == PathState.ACTIVE  # failed over to the second group
+        await wait_until(lambda: first.state.usable, "the first path to come back")
+        await asyncio.sleep(0.5)  # a few polling intervals: failback happens now or never
+        assert (r.device.active_group is not None and r.device.active_group.paths == [first]) == returns
