@@ -3,7 +3,9 @@
 Suites (``--suite``): ``target``, iscsi-perf against tgtd and against the sanpath target; ``initiator``,
 ``sanpath bench`` against iscsi-perf on each of those targets' LUN (see benchmarks/initiator.py);
 ``multipath``, scaling over 1, 2 and 4 shaped paths and failover/failback under cable pulls in the
-namespace lab (see benchmarks/multipath.py; root). Both
+namespace lab (see benchmarks/multipath.py; root); ``export``, issue 7's whole-LUN read, nbdcopy through
+``sanpath attach`` over two shaped lab paths against qemu-img through libiscsi over one (see
+benchmarks/export.py; root). Both
 targets serve one random backing file for the whole run; runs alternate (the peer first, being the
 reference) so that machine drift hits both. A target or client that fails is reported with its error and
 log, never with guessed numbers.
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from sanpath.testing.tgtd import TgtdUnavailableError
 
-from . import initiator, iscsi_perf, multipath, report
+from . import export, initiator, iscsi_perf, multipath, report
 from .backing import random_backing_file
 from .contenders import STARTERS, Contender, verify
 from .iscsi_perf import WORKLOADS, PerfError
@@ -33,10 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=int, default=10, help="length of each client run (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="seconds of an uncounted first run (default 2; 0: none)")
     p.add_argument("--size-mib", type=int, default=1024, help="backing file size in MiB (default 1024)")
-    p.add_argument("--suite", choices=("target", "initiator", "multipath", "all"), default="target",
+    p.add_argument("--suite", choices=("target", "initiator", "multipath", "export", "all"), default="target",
                    help="target: iscsi-perf vs two targets; initiator: sanpath bench vs iscsi-perf on each "
-                        "target; multipath: scaling, failover and failback in the namespace lab; all: every "
-                        "suite in that order (default target)")
+                        "target; multipath: scaling, failover and failback in the namespace lab; export: "
+                        "nbdcopy through sanpath attach (2 lab paths) vs qemu-img through libiscsi (1 path), "
+                        "whole LUN (--seconds unused; --warmup > 0: one uncounted round); all: every suite in "
+                        "that order (default target)")
     p.add_argument("--pulls", type=int, default=20, help="multipath: cable pulls per failover run (default 20)")
     p.add_argument("--contenders", default="tgtd,sanpath",
                    help="comma-separated targets, reference first (default tgtd,sanpath)")
@@ -83,11 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rerun = ".venv/bin/python -m benchmarks " + shlex.join(
         [*(["--suite", args.suite] if args.suite != "target" else []),
-         "--rounds", str(args.rounds), "--seconds", str(args.seconds), "--warmup", str(args.warmup),
-         "--size-mib", str(args.size_mib),
-         *(["--contenders", ",".join(names)] if args.suite != "multipath" else []),
+         "--rounds", str(args.rounds), *(["--seconds", str(args.seconds)] if args.suite != "export" else []),
+         "--warmup", str(args.warmup), "--size-mib", str(args.size_mib),
+         *(["--contenders", ",".join(names)] if args.suite not in ("multipath", "export") else []),
          *(["--pulls", str(args.pulls)] if args.suite in ("multipath", "all") else [])])
-    suites = ("target", "initiator", "multipath") if args.suite == "all" else (args.suite,)
+    suites = ("target", "initiator", "multipath", "export") if args.suite == "all" else (args.suite,)
     sections: list[str] = []
     status = 0
     failures: dict[str, str] = {}
@@ -134,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
             stack.close()  # the loopback targets are done; the lab suite starts its own
             section, failed = multipath.run_suite(path, plan, seconds=args.seconds, rounds=args.rounds,
                                                   pulls=args.pulls, rerun=rerun, say=_say)
+            sections.append(section)
+            status |= failed
+        if "export" in suites:
+            stack.close()
+            section, failed = export.run_suite(path, size, rounds=args.rounds, warmup=args.warmup > 0,
+                                               rerun=rerun, say=_say)
             sections.append(section)
             status |= failed
     for section in sections:
