@@ -55,8 +55,8 @@ def test_errors_say_what(text: str, match: str) -> None:
 
 
 def test_host_port() -> None:
-    assert parse_host_port("10.0.0.1") == ("10.0.0.1", 3260)
-    assert parse_host_port("10.0.0.1:3261") == ("10.0.0.1", 3261)
+    assert parse_host_port("192.0.2.1") == ("192.0.2.1", 3260)
+    assert parse_host_port("192.0.2.1:3261") == ("192.0.2.1", 3261)
     assert parse_host_port("[fe80::1]:3261") == ("fe80::1", 3261)
     assert parse_host_port("fe80::1") == ("fe80::1", 3260)
     with pytest.raises(ConfigError, match="expected ':PORT'"):

@@ -46,7 +46,7 @@ def test_duplicate_key_is_protocol_error_naming_key() -> None:
 
 def test_decode_pairs_keeps_duplicates_for_sendtargets() -> None:
     data = text.encode(
-        [("TargetName", "iqn.a"), ("TargetAddress", "10.0.0.1:3260,1"), ("TargetAddress", "10.0.0.2:3260,2")]
+        [("TargetName", "iqn.a"), ("TargetAddress", "192.0.2.1:3260,1"), ("TargetAddress", "192.0.2.2:3260,2")]
     )
     assert [k for k, _ in text.decode_pairs(data)] == ["TargetName", "TargetAddress", "TargetAddress"]
 
