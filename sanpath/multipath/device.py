@@ -150,6 +150,11 @@ class MultipathDevice:
     async def unmap(self, offset: int, length: int) -> None:
         await self._io(_Op(lambda d: d.unmap(offset, length), 0, True, f"unmap {offset}+{length}"))
 
+    async def write_same(self, offset: int, length: int, block: bytes, *, unmap: bool = False) -> None:
+        """WRITE SAME (16) over the range (the NBD export's WRITE_ZEROES), failed over like any write."""
+        await self._io(_Op(lambda d: d.write_same(offset, length, block, unmap=unmap), 0, True,
+                           f"write same {offset}+{length}"))
+
     # --- paths and groups --------------------------------------------------------------------------
 
     def _event(self, event: PathEvent) -> None:

@@ -193,3 +193,10 @@ async def test_failback_policies(failback: str, returns: bool) -> None:
         await wait_until(lambda: first.state.usable, "the first path to come back")
         await asyncio.sleep(0.5)  # a few polling intervals: failback happens now or never
         assert (r.device.active_group is not None and r.device.active_group.paths == [first]) == returns
+
+
+async def test_write_same_zeroes_a_range_through_the_paths() -> None:
+    async with rig() as r:
+        await r.device.write(0, os.urandom(1 << 20))
+        await r.device.write_same(0, 1 << 20, bytes(512), unmap=True)  # the NBD export's WRITE_ZEROES
+        assert await r.device.read(0, 1 << 20) == bytes(1 << 20)
