@@ -8,6 +8,7 @@ File format::
     [server]
     cmd_window = 128            # commands a session may have outstanding (CmdSN window)
     nop_in_interval = 0         # seconds between target NOP-In pings; 0 = never
+    discovery_chap = { user = "d", secret_file = "/etc/sanpath/discovery-secret" }  # optional
 
     [[target]]
     iqn = "iqn.2026-11.org.example:array1"
@@ -178,6 +179,7 @@ class ServerSpec:
     cmd_window: int = 128
     nop_in_interval: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    discovery_chap: ChapSpec | None = None  # CHAP required on discovery sessions
 
 
 def lun_serial(target_iqn: str, lun: LunSpec) -> str:
@@ -366,7 +368,7 @@ def _profile(base: TargetSpec, table: dict[str, Any], controllers: tuple[Control
 def parse_config(data: dict[str, Any]) -> ServerSpec:
     _only(data, {"server", "target"}, "")
     server = _get(data, "server", "", dict, {})
-    _only(server, {"cmd_window", "nop_in_interval"}, "server")
+    _only(server, {"cmd_window", "nop_in_interval", "discovery_chap"}, "server")
     window = _get(server, "cmd_window", "server", int, 128)
     if not 1 <= window <= 4096:
         raise ConfigError("server.cmd_window", f"{window} out of range 1..4096")
@@ -378,7 +380,9 @@ def parse_config(data: dict[str, Any]) -> ServerSpec:
         raise ConfigError("target", "at least one [[target]] is required")
     if len({t.iqn for t in targets}) != len(targets):
         raise ConfigError("target", "target IQNs must be unique")
-    return ServerSpec(targets, window, nop)
+    discovery_chap = (_chap(_get(server, "discovery_chap", "server", dict), "server.discovery_chap")
+                      if "discovery_chap" in server else None)
+    return ServerSpec(targets, window, nop, discovery_chap=discovery_chap)
 
 
 def load_config(path: str) -> ServerSpec:

@@ -179,14 +179,16 @@ class TargetLogin:
             if not self.target.allows(name):
                 raise self._fail(req, LoginStatus.AUTHORIZATION_FAILURE,
                                  f"initiator {name} is not in the ACL of {wanted}")
-            chap = self.target.spec.chap
-            if chap is not None:
-                mutual = (ChapCredentials(chap.mutual_user, chap.mutual_secret)
-                          if chap.mutual_user is not None and chap.mutual_secret is not None else None)
-                self.chap = ChapTarget(ChapCredentials(chap.user, chap.secret), target=mutual)
-                if self.stage != Stage.SECURITY:
-                    raise self._fail(req, LoginStatus.AUTHENTICATION_FAILURE,
-                                     f"target {wanted} requires CHAP; the initiator skipped the security stage")
+            chap, what = self.target.spec.chap, f"target {wanted}"
+        else:
+            chap, what = self.server.spec.discovery_chap, "discovery on this array"
+        if chap is not None:
+            mutual = (ChapCredentials(chap.mutual_user, chap.mutual_secret)
+                      if chap.mutual_user is not None and chap.mutual_secret is not None else None)
+            self.chap = ChapTarget(ChapCredentials(chap.user, chap.secret), target=mutual)
+            if self.stage != Stage.SECURITY:
+                raise self._fail(req, LoginStatus.AUTHENTICATION_FAILURE,
+                                 f"{what} requires CHAP; the initiator skipped the security stage")
         self._new_phase()
 
     def _auth_required(self) -> bool:
@@ -250,8 +252,8 @@ class TargetLogin:
             if self.chap is not None and (method != "CHAP" or not self.authenticated):
                 if method != "CHAP":
                     raise self._fail(req, LoginStatus.AUTHENTICATION_FAILURE,
-                                     f"target {self.target.iqn if self.target else ''} requires CHAP; "
-                                     "configure CHAP on the initiator")
+                                     f"{f'target {self.target.iqn}' if self.target else 'discovery'} "
+                                     "requires CHAP; configure CHAP on the initiator")
                 return False, None  # CHAP still under way
         if not neg.complete:
             return False, None
