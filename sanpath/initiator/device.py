@@ -160,6 +160,29 @@ class ScsiDevice:
         params = C.unmap_parameter_list([(lba, blocks)])
         await self.command(C.unmap(len(params)), data_out=params)
 
+    async def allocation(self, offset: int, length: int, *, limit: int | None = None) -> list[tuple[int, int, bool]]:
+        """(offset, length, mapped) runs from GET LBA STATUS covering ``[offset, offset+length)``, at most
+        ``limit`` of them; anchored counts as unmapped (it reads as zeros, SBC-3 4.7.3.3)."""
+        bs = self.block_size
+        end = min(offset + length, self.size)
+        out: list[tuple[int, int, bool]] = []
+        pos = offset - offset % bs
+        while pos < end and (limit is None or len(out) < limit):
+            r = await self.command(C.get_lba_status(pos // bs, 4096), read_length=4096)
+            descriptors = S.parse_lba_status(r.data)
+            if not descriptors:
+                break
+            for lba, blocks, status in descriptors:
+                start, stop = max(lba * bs, pos), min((lba + blocks) * bs, end)
+                if stop > start:
+                    out.append((start, stop - start, status == 0))
+            last = descriptors[-1]
+            nxt = (last[0] + last[1]) * bs
+            if nxt <= pos:
+                break
+            pos = nxt
+        return out[:limit] if limit is not None else out
+
     async def write_same(self, offset: int, length: int, block: bytes, *, unmap: bool = False) -> None:
         lba, blocks = self._blocks(offset, length)
         await self.command(C.write_same_16(lba, blocks, unmap=unmap), data_out=block)

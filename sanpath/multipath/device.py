@@ -150,6 +150,20 @@ class MultipathDevice:
     async def unmap(self, offset: int, length: int) -> None:
         await self._io(_Op(lambda d: d.unmap(offset, length), 0, True, f"unmap {offset}+{length}"))
 
+    async def allocation(self, offset: int, length: int, *, limit: int | None = None) -> list[tuple[int, int, bool]]:
+        """Which parts of the range are mapped (GET LBA STATUS through a path), for sparse copies. A LUN
+        without logical block provisioning (LBPME=0 in READ CAPACITY 16) is mapped everywhere."""
+        caps = [p.device.capacity for p in self.paths if p.device is not None and p.device.capacity is not None]
+        if not caps or not caps[0].lbpme:
+            return [(offset, length, True)]
+        result: list[tuple[int, int, bool]] = []
+
+        async def run(d: ScsiDevice) -> None:
+            result[:] = await d.allocation(offset, length, limit=limit)
+
+        await self._io(_Op(run, 0, False, f"allocation {offset}+{length}"))
+        return result
+
     async def write_same(self, offset: int, length: int, block: bytes, *, unmap: bool = False) -> None:
         """WRITE SAME (16) over the range (the NBD export's WRITE_ZEROES), failed over like any write."""
         await self._io(_Op(lambda d: d.write_same(offset, length, block, unmap=unmap), 0, True,

@@ -63,6 +63,12 @@ def read_capacity_16(alloc: int = 32) -> bytes:
     )
 
 
+def get_lba_status(lba: int, alloc: int = 4096) -> bytes:
+    """GET LBA STATUS (SBC-3 5.7): SERVICE ACTION IN(16) service action 12h."""
+    return struct.pack(">BBQIBB", Opcode.SERVICE_ACTION_IN_16, ServiceActionIn16.GET_LBA_STATUS,
+                       _check("lba", lba, 64), _check("alloc", alloc, 32), 0, 0)
+
+
 def report_luns(*, select_report: int = 0, alloc: int = 4096) -> bytes:
     """REPORT LUNS (SPC-4 6.33)."""
     return struct.pack(

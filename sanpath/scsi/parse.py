@@ -358,3 +358,16 @@ def scsi_id(
         return ""
     prefix = f"{vendor:<8.8}{product:<16.16}" if vendor or product else ""
     return f"S{prefix}{serial}"
+
+
+def parse_lba_status(data: bytes | memoryview) -> list[tuple[int, int, int]]:
+    """GET LBA STATUS parameter data (SBC-3 5.7.2): (starting LBA, blocks, provisioning status) per
+    descriptor; status 0 mapped, 1 deallocated, 2 anchored."""
+    raw = _need(data, 8, "GET LBA STATUS data (SBC-3 5.7.2)")
+    length = min(len(raw), int.from_bytes(raw[0:4], "big") + 4)
+    out = []
+    for pos in range(8, length - 15, 16):
+        lba = int.from_bytes(raw[pos : pos + 8], "big")
+        blocks = int.from_bytes(raw[pos + 8 : pos + 12], "big")
+        out.append((lba, blocks, raw[pos + 12] & 0x0F))
+    return out

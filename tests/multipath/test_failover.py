@@ -200,3 +200,12 @@ async def test_write_same_zeroes_a_range_through_the_paths() -> None:
         await r.device.write(0, os.urandom(1 << 20))
         await r.device.write_same(0, 1 << 20, bytes(512), unmap=True)  # the NBD export's WRITE_ZEROES
         assert await r.device.read(0, 1 << 20) == bytes(1 << 20)
+
+
+async def test_allocation_reports_mapped_and_deallocated_runs() -> None:
+    async with rig() as r:
+        await r.device.write(1 << 20, os.urandom(1 << 20))
+        runs = await r.device.allocation(0, 4 << 20)
+        mapped = [(o, n) for o, n, m in runs if m]
+        assert mapped == [(1 << 20, 1 << 20)]
+        assert sum(n for _, n, _ in runs) == 4 << 20
