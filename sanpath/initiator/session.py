@@ -34,6 +34,7 @@ from ..iscsi import text as T
 from ..iscsi.auth import ChapCredentials, ChapInitiator
 from ..iscsi.constants import RESERVED_TAG, AsyncEvent, LogoutReason, TaskFunction, TaskResponse
 from ..iscsi.keys import SessionParams
+from ..iscsi.serial import sn_lt
 from ..scsi.constants import SenseKey, Status
 from ..scsi.sense import parse_sense
 from .connection import IscsiProtocol, open_connection
@@ -41,10 +42,6 @@ from .login import InitiatorLogin, LoginRedirect, default_keys
 
 log = logging.getLogger(__name__)
 
-
-def sn_lt(a: int, b: int) -> bool:
-    """RFC 1982 serial arithmetic on 32 bits (RFC 7143 §4.2.2.1)."""
-    return a != b and ((a < b and b - a < 0x80000000) or (a > b and a - b > 0x80000000))
 
 
 def default_initiator_name() -> str:

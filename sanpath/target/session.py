@@ -29,6 +29,7 @@ from ..iscsi.constants import (
     TaskResponse,
 )
 from ..iscsi.keys import SessionParams
+from ..iscsi.serial import sn_le, sn_lt
 from ..scsi.constants import Status
 from ..scsi.sense import build_fixed_sense
 from .lu import Nexus, ScsiResult
@@ -42,13 +43,6 @@ MAX_EDTL = 64 << 20  # largest Expected Data Transfer Length accepted for one co
 R2T_BUDGET = 128 << 20  # bytes of solicited Data-Out a session may have outstanding at once
 
 
-def sn_lt(a: int, b: int) -> bool:
-    """Serial number arithmetic, RFC 1982 with SERIAL_BITS = 32 (RFC 7143 §4.2.2.1)."""
-    return a != b and ((a < b and b - a < 0x80000000) or (a > b and a - b > 0x80000000))
-
-
-def sn_le(a: int, b: int) -> bool:
-    return a == b or sn_lt(a, b)
 
 
 class SessionClosed(Exception):
