@@ -46,6 +46,8 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self.data_digest = False
         self.max_data = 8192  # our MaxRecvDataSegmentLength (8192 during login)
         self.last_rx = 0.0
+        # the loop, looked up once: on Python 3.11 asyncio.get_running_loop() costs a getpid() system call
+        self.loop = asyncio.get_running_loop()
         self._buf = bytearray(_RX)
         self._view = memoryview(self._buf)
         self._start = 0
@@ -55,12 +57,12 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self._direct_pdu: P.DataIn | None = None
         self._direct_whole: memoryview | None = None
         self._trailer = 0  # padding + data digest still to read after a direct payload
-        self.closed = asyncio.get_running_loop().create_future()
+        self.closed = self.loop.create_future()
         self._lost_cause = ""
         self._paused: list[asyncio.Future[None]] = []
         self._out: list[bytes | memoryview] = []
         self._flush_pending = False
-        self._writing_paused = False
+        self.writing_paused = False
 
     # --- transport ---------------------------------------------------------------------------
 
@@ -72,7 +74,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             # room for a full queue of large reads in flight (32 x 128 KiB) without window stalls
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.last_rx = asyncio.get_running_loop().time()
+        self.last_rx = self.loop.time()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -85,10 +87,10 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self.sink.connection_lost(self, cause)
 
     def pause_writing(self) -> None:
-        self._writing_paused = True
+        self.writing_paused = True
 
     def resume_writing(self) -> None:
-        self._writing_paused = False
+        self.writing_paused = False
         for f in self._paused:
             if not f.done():
                 f.set_result(None)
@@ -96,8 +98,8 @@ class IscsiProtocol(asyncio.BufferedProtocol):
 
     async def drain(self) -> None:
         """Wait while the kernel's send buffer is full (flow control for big writes)."""
-        if self._writing_paused and self.transport is not None:
-            f = asyncio.get_running_loop().create_future()
+        if self.writing_paused and self.transport is not None:
+            f = self.loop.create_future()
             self._paused.append(f)
             await f
 
@@ -109,7 +111,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self._out.extend(frame_pdu(pdu, header_digest=self.header_digest, data_digest=self.data_digest))
         if not self._flush_pending:
             self._flush_pending = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_pending = False
@@ -139,7 +141,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         return self._view[self._end :]
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.last_rx = asyncio.get_running_loop().time()  # any byte is proof of life
+        self.last_rx = self.loop.time()  # any byte is proof of life
         try:
             if self._direct is not None:
                 self._direct = self._direct[nbytes:]

@@ -64,6 +64,8 @@ class ScsiDevice:
             raise self._error(cdb, result)
         return result
 
+    # read_into and write call session.execute themselves: one coroutine less per I/O on the hot path
+
     def _error(self, cdb: bytes, result: CommandResult) -> ScsiCommandError:
         detail = f"status 0x{result.status:02x}"
         if result.sense:
@@ -136,7 +138,10 @@ class ScsiDevice:
         for i in range(0, blocks, step):
             n = min(step, blocks - i)
             part = view[i * self.block_size : (i + n) * self.block_size]
-            await self.command(C.read_16(lba + i, n), read_length=len(part), buffer=part)
+            cdb = C.read_16(lba + i, n)
+            result = await self.session.execute(self.lun, cdb, read_length=len(part), buffer=part)
+            if result.status != Status.GOOD:
+                raise self._error(cdb, result)
 
     async def read(self, offset: int, length: int) -> bytes:
         buf = bytearray(length)
@@ -149,8 +154,11 @@ class ScsiDevice:
         step = MAX_TRANSFER // self.block_size
         for i in range(0, blocks, step):
             n = min(step, blocks - i)
-            await self.command(C.write_16(lba + i, n, fua=fua),
-                               data_out=view[i * self.block_size : (i + n) * self.block_size])
+            cdb = C.write_16(lba + i, n, fua=fua)
+            result = await self.session.execute(self.lun, cdb,
+                                                data_out=view[i * self.block_size : (i + n) * self.block_size])
+            if result.status != Status.GOOD:
+                raise self._error(cdb, result)
 
     async def flush(self) -> None:
         await self.command(C.synchronize_cache_16())

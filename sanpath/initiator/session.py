@@ -122,7 +122,8 @@ class _Task:
     data_out: memoryview | None
     future: asyncio.Future[CommandResult]
     datasn: int = 0
-    timer: asyncio.TimerHandle | None = None
+    limit: float = 0.0  # the command timeout, seconds (0: none)
+    deadline: float = 0.0  # loop time when it times out (0: none, or already escalated)
 
 
 class Session:
@@ -149,6 +150,9 @@ class Session:
         self._closing = False
         self._fatal: IscsiError | None = None
         self._nop_timer: asyncio.TimerHandle | None = None
+        self._sweep: asyncio.TimerHandle | None = None  # the next command-timeout check
+        self._sweep_at = 0.0
+        self._loop: asyncio.AbstractEventLoop  # the running loop, set when the session connects
         self._ping_deadline: float | None = None
         self._reconnector: asyncio.Task[None] | None = None
         self.lost_count = 0
@@ -166,7 +170,7 @@ class Session:
 
     async def _connect_and_login(self, host: str, port: int, redirects: int = 0) -> None:
         cfg = self.config
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         deadline = loop.time() + cfg.login_timeout
         try:
             conn = await open_connection(lambda: self, host, port, source=cfg.source, timeout=cfg.login_timeout)
@@ -328,18 +332,15 @@ class Session:
             if not f.done():
                 f.set_result(None)
 
-    async def _take_cmdsn(self) -> int:
-        """The CmdSN for a non-immediate command, waiting while the window is closed."""
-        while sn_lt(self.maxcmdsn, self.cmdsn):
+    async def _wait_window(self) -> None:
+        """Wait until the session is logged in and the command window has room for a command."""
+        while True:
             await self._wait_ready()
             if not sn_lt(self.maxcmdsn, self.cmdsn):
-                break
+                return
             f = asyncio.get_running_loop().create_future()
             self._window.append(f)
             await f
-        sn = self.cmdsn
-        self.cmdsn = (sn + 1) & 0xFFFFFFFF
-        return sn
 
     async def _wait_ready(self) -> None:
         if self._fatal is not None:
@@ -377,17 +378,36 @@ class Session:
     async def _execute_once(self, lun: int, cdb: bytes, data_out: bytes | bytearray | memoryview | None,
                             read_length: int, buffer: bytearray | memoryview | None,
                             timeout: float | None) -> CommandResult:
-        await self._wait_ready()
+        # Hot path: when the session is up and the window open (nearly always), the command is issued
+        # without awaiting anything, so one I/O costs one suspension (on its future).
+        if self._fatal is not None or not self._ready.is_set() or sn_lt(self.maxcmdsn, self.cmdsn):
+            await self._wait_window()
+        task = self._issue(lun, cdb, data_out, read_length, buffer,
+                           timeout if timeout is not None else self.config.command_timeout)
+        try:
+            conn = self.conn
+            if conn is not None and conn.writing_paused:
+                await conn.drain()
+            return await task.future
+        except asyncio.CancelledError:
+            if not task.future.done():  # the caller gave up: stop tracking it and abort it at the target
+                self._finish(task)
+                self._spawn(self._abort_quietly(task))
+            raise
+
+    def _issue(self, lun: int, cdb: bytes, data_out: bytes | bytearray | memoryview | None, read_length: int,
+               buffer: bytearray | memoryview | None, limit: float) -> _Task:
+        """Send one command now (the caller has checked the session is ready and the window open)."""
         out = memoryview(data_out).cast("B") if data_out is not None else None
         buf: memoryview | None = None
         if read_length:
             buf = memoryview(buffer if buffer is not None else bytearray(read_length)).cast("B")[:read_length]
         edtl = len(out) if out is not None else read_length
         itt = next(self._itt) & 0xFFFFFFFF
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         task = _Task(itt, lun, cdb, edtl, buf, out, loop.create_future())
-        cmdsn = await self._take_cmdsn()
-        await self._wait_ready()
+        cmdsn = self.cmdsn
+        self.cmdsn = (cmdsn + 1) & 0xFFFFFFFF
         self.tasks[itt] = task
         p = self.params
         immediate = b"" if out is None or not p.immediate_data else out[: min(edtl, p.first_burst_length,
@@ -397,18 +417,12 @@ class Session:
                                  expstatsn=self.expstatsn, cdb=cdb))
         if out is not None and not p.initial_r2t and len(immediate) < min(edtl, p.first_burst_length):
             self._send_data(task, len(immediate), min(edtl, p.first_burst_length) - len(immediate), RESERVED_TAG)
-        limit = timeout if timeout is not None else self.config.command_timeout
         if limit > 0:
-            task.timer = loop.call_later(limit, self._timed_out, task)
-        try:
-            if self.conn is not None:
-                await self.conn.drain()
-            return await task.future
-        except asyncio.CancelledError:
-            if not task.future.done():  # the caller gave up: stop tracking it and abort it at the target
-                self._finish(task)
-                self._spawn(self._abort_quietly(task))
-            raise
+            task.limit = limit
+            task.deadline = loop.time() + limit
+            if self._sweep is None or task.deadline < self._sweep_at:
+                self._arm_sweep(task.deadline)
+        return task
 
     async def _abort_quietly(self, task: _Task) -> None:
         with contextlib.suppress(IscsiError, TimeoutError):
@@ -476,8 +490,6 @@ class Session:
             task.future.set_exception(error)
 
     def _finish(self, task: _Task) -> None:
-        if task.timer is not None:
-            task.timer.cancel()
         self.tasks.pop(task.itt, None)
 
     def _reject(self, pdu: P.Reject) -> None:
@@ -504,8 +516,29 @@ class Session:
 
     # --- timeouts and task management -------------------------------------------------------
 
-    def _timed_out(self, task: _Task) -> None:
-        self._spawn(self._escalate(task))
+    # Command timeouts: one timer per session, not one per command (a timer per command cost about as
+    # much as the rest of issuing it). It is due at the earliest deadline of the commands in flight.
+
+    def _arm_sweep(self, when: float) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep_at = when
+        self._sweep = asyncio.get_running_loop().call_at(when, self._sweep_tasks)
+
+    def _sweep_tasks(self) -> None:
+        self._sweep = None
+        now = asyncio.get_running_loop().time()
+        earliest = 0.0
+        for task in list(self.tasks.values()):
+            if not task.deadline:
+                continue
+            if task.deadline <= now:
+                task.deadline = 0.0  # escalated once
+                self._spawn(self._escalate(task))
+            elif not earliest or task.deadline < earliest:
+                earliest = task.deadline
+        if earliest:
+            self._arm_sweep(earliest)
 
     def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         """Run a background job, holding a reference until it ends (asyncio keeps only weak ones)."""
@@ -515,7 +548,7 @@ class Session:
 
     async def _escalate(self, task: _Task) -> None:
         """ABORT TASK, then LOGICAL UNIT RESET, then drop the connection (the open-iscsi order)."""
-        limit = self.config.command_timeout
+        limit = task.limit
         log.warning("%s: command 0x%02x to LUN %d timed out after %.1f s; aborting it", self.portal, task.cdb[0],
                     task.lun, limit)
         error = CommandTimeout(f"command 0x{task.cdb[0]:02x} to LUN {task.lun} did not complete within "
@@ -673,6 +706,9 @@ class Session:
     async def close(self) -> None:
         self._closing = True
         self._cancel_nop()
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         if self._reconnector is not None:
             self._reconnector.cancel()
         conn = self.conn

@@ -1,4 +1,8 @@
-"""iSCSI PDUs as values: one frozen dataclass per PDU, and a stateless codec for the Basic Header Segment.
+"""iSCSI PDUs as values: one dataclass per PDU, and a stateless codec for the Basic Header Segment.
+
+The dataclasses are treated as values but not declared frozen: a frozen dataclass's ``__init__`` sets
+every field through ``object.__setattr__``, and two PDUs are built per I/O on the hot path (measured on
+a 4 KiB read: 21 -> 16 us of CPU per I/O for the whole initiator when they stopped being frozen).
 
 What bytes look like lives here; what is allowed when lives in the connection objects. Every PDU of
 ErrorRecoveryLevel 0 is here (RFC 7143 §11), plus SNACK so that it can be recognised and rejected.
@@ -51,7 +55,7 @@ def field_to_lun(field: int) -> int:
     return -1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Pdu:
     """Fields every PDU has. ``data`` is the data segment without padding or digest."""
 
@@ -81,7 +85,7 @@ class Pdu:
 # --- Initiator PDUs --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NopOut(Pdu):
     """§11.18: a ping from the initiator, or the answer to a NOP-In that carried a TTT."""
 
@@ -105,7 +109,7 @@ class NopOut(Pdu):
         return cls(bool(b0 & 0x40), data, lun, itt, ttt, cmdsn, expstatsn)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScsiCommand(Pdu):
     """§11.3: a SCSI command. CDBs longer than 16 bytes travel in an Extended CDB AHS (§11.3.5)."""
 
@@ -158,7 +162,7 @@ class ScsiCommand(Pdu):
                    lun, itt, edtl, cmdsn, expstatsn, cdb, bidi)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskMgmtRequest(Pdu):
     """§11.5: task management function request."""
 
@@ -185,7 +189,7 @@ class TaskMgmtRequest(Pdu):
         return cls(bool(b0 & 0x40), data, b1 & 0x7F, lun, itt, rtt, cmdsn, expstatsn, refcmdsn, expdatasn)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LoginRequest(Pdu):
     """§11.12: login request. The I bit is always set (§11.12.1); CSG/NSG are login stages."""
 
@@ -222,7 +226,7 @@ class LoginRequest(Pdu):
                    isid, tsih, itt, cid, cmdsn, expstatsn)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TextRequest(Pdu):
     """§11.10: text request (SendTargets, renegotiation)."""
 
@@ -249,7 +253,7 @@ class TextRequest(Pdu):
         return cls(bool(b0 & 0x40), data, bool(b1 & 0x80), bool(b1 & 0x40), lun, itt, ttt, cmdsn, expstatsn)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DataOut(Pdu):
     """§11.7: SCSI Data-Out, unsolicited (TTT reserved) or answering an R2T."""
 
@@ -275,7 +279,7 @@ class DataOut(Pdu):
         return cls(bool(b0 & 0x40), data, bool(b1 & 0x80), lun, itt, ttt, expstatsn, datasn, offset)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LogoutRequest(Pdu):
     """§11.14: logout request."""
 
@@ -299,7 +303,7 @@ class LogoutRequest(Pdu):
         return cls(bool(b0 & 0x40), data, b1 & 0x7F, itt, cid, cmdsn, expstatsn)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Snack(Pdu):
     """§11.16: SNACK request. sanpath runs ErrorRecoveryLevel 0 and answers every SNACK with a Reject."""
 
@@ -328,7 +332,7 @@ class Snack(Pdu):
 # --- Target PDUs -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NopIn(Pdu):
     """§11.19: a ping from the target (TTT set, ITT reserved) or the answer to a NOP-Out (ITT echoed)."""
 
@@ -353,7 +357,7 @@ class NopIn(Pdu):
         return cls(False, data, lun, itt, ttt, statsn, expcmdsn, maxcmdsn)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScsiResponse(Pdu):
     """§11.4: SCSI response. ``data`` holds SenseLength + sense data (§11.4.7) when there is any."""
 
@@ -399,7 +403,7 @@ class ScsiResponse(Pdu):
         return bytes(self.data[2 : 2 + n])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskMgmtResponse(Pdu):
     """§11.6: task management function response."""
 
@@ -423,7 +427,7 @@ class TaskMgmtResponse(Pdu):
         return cls(False, data, response, itt, statsn, expcmdsn, maxcmdsn)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LoginResponse(Pdu):
     """§11.13: login response."""
 
@@ -461,7 +465,7 @@ class LoginResponse(Pdu):
                    tsih, itt, statsn, expcmdsn, maxcmdsn, scls, sdet)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TextResponse(Pdu):
     """§11.11: text response."""
 
@@ -490,7 +494,7 @@ class TextResponse(Pdu):
                    maxcmdsn)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DataIn(Pdu):
     """§11.7: SCSI Data-In. With the S bit the PDU also carries the command's status (phase collapse,
     §11.7.3), and then the residual flags and count are valid."""
@@ -531,7 +535,7 @@ class DataIn(Pdu):
                    residual)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LogoutResponse(Pdu):
     """§11.15: logout response."""
 
@@ -557,7 +561,7 @@ class LogoutResponse(Pdu):
         return cls(False, data, response, itt, statsn, expcmdsn, maxcmdsn, t2w, t2r)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class R2T(Pdu):
     """§11.8: Ready To Transfer: the target asks for ``length`` bytes at ``offset``."""
 
@@ -585,7 +589,7 @@ class R2T(Pdu):
         return cls(False, data, lun, itt, ttt, statsn, expcmdsn, maxcmdsn, r2tsn, offset, length)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AsyncMessage(Pdu):
     """§11.9: asynchronous message (SCSI event, logout request, drop connection, ...)."""
 
@@ -615,7 +619,7 @@ class AsyncMessage(Pdu):
         return cls(False, data, lun, statsn, expcmdsn, maxcmdsn, event, vcode, p1, p2, p3)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reject(Pdu):
     """§11.17: Reject. The data segment carries the complete header of the rejected PDU."""
 
