@@ -15,6 +15,7 @@ from sanpath.errors import CommandTimeout, ConnectionLost, LoginError
 from sanpath.initiator.device import ScsiDevice
 from sanpath.initiator.session import Session, SessionConfig
 from sanpath.iscsi.auth import ChapCredentials
+from sanpath.scsi.cdb import read_16
 from sanpath.testing.faultproxy import FaultProxy
 from sanpath.testing.inproc import TEST_IQN, running_target
 from sanpath.testing.process import serve_target
@@ -180,4 +181,30 @@ async def test_stuck_command_is_aborted_and_reported() -> None:
         gate.set()
         assert session.logged_in  # ABORT TASK cleared it: the session is intact
         assert await dev.read(0, 512) == bytes(512)
+        await session.logout()
+
+
+async def test_a_short_timeout_issued_after_a_long_one_still_fires_first() -> None:
+    """Command timeouts share one timer per session: a command with a short timeout issued while a
+    long one is pending must re-arm it earlier, and the long one must stay untouched."""
+    async with running_target(luns=("mem:1MiB",)) as server:
+        host, port = server.portals[0]
+        session = await Session.open(SessionConfig(host, port, TEST_IQN, nop_interval=0))
+        lu = server.targets[TEST_IQN].luns[0]
+        gate = asyncio.Event()
+        original = lu.execute
+
+        async def stuck(nexus, cdb, data_out):  # type: ignore[no-untyped-def]
+            if cdb[0] == 0x88 and cdb[9] == 1:  # READ(16) of LBA 1 hangs until released
+                await gate.wait()
+            return await original(nexus, cdb, data_out)
+
+        lu.execute = stuck  # type: ignore[method-assign]
+        long = asyncio.ensure_future(session.execute(0, read_16(1, 1), read_length=512, timeout=HANG_GUARD))
+        await asyncio.sleep(0.1)
+        with pytest.raises(CommandTimeout):
+            await asyncio.wait_for(session.execute(0, read_16(1, 1), read_length=512, timeout=0.3), HANG_GUARD / 2)
+        assert not long.done()  # its deadline is far away: not aborted with the short one
+        gate.set()
+        assert (await asyncio.wait_for(long, HANG_GUARD)).status == 0
         await session.logout()
