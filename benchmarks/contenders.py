@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
-from sanpath.testing.process import serve_target
+from sanpath.target.spawn import serve_target
 from sanpath.testing.tgtd import run_tgtd
 
 IQN_TGTD = "iqn.2026-11.org.sanpath.bench:tgtd"

@@ -43,7 +43,7 @@ from typing import Any
 
 from sanpath.errors import SanpathError
 from sanpath.lab import Lab, Topology
-from sanpath.testing.process import serve_target
+from sanpath.target.spawn import serve_target
 from sanpath.testing.tgtd import run_tgtd
 
 from . import iscsi_perf, report

@@ -36,7 +36,7 @@ from .lab.topology import HOST, MANAGEMENT_SUBNET
 from .multipath.device import MultipathDevice
 from .multipath.discovery import MultipathSpec
 from .multipath.path import Path
-from .testing.process import serve_target
+from .target.spawn import serve_target
 
 PROTOCOL = "@@sanpath-demo-lab "
 SUBNETS = 2

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sanpath.testing.process import RunningTarget, serve_target
+from sanpath.target.spawn import RunningTarget, serve_target
 
 IQN = "iqn.2026-11.org.sanpath.test:array"
 

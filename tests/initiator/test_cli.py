@@ -16,7 +16,7 @@ import pytest
 
 from sanpath.initiator.device import ScsiDevice
 from sanpath.initiator.session import Session, SessionConfig
-from sanpath.testing.process import RunningTarget, serve_target
+from sanpath.target.spawn import RunningTarget, serve_target
 
 from ..conftest import IQN
 

@@ -16,9 +16,9 @@ from sanpath.initiator.device import ScsiDevice
 from sanpath.initiator.session import Session, SessionConfig
 from sanpath.iscsi.auth import ChapCredentials
 from sanpath.scsi.cdb import read_16
+from sanpath.target.spawn import serve_target
 from sanpath.testing.faultproxy import FaultProxy
 from sanpath.testing.inproc import TEST_IQN, running_target
-from sanpath.testing.process import serve_target
 
 from .arrays import KINDS, array
 

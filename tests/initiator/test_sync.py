@@ -13,7 +13,7 @@ from sanpath.errors import ConnectionLost, LoginError, ScsiCommandError
 from sanpath.initiator.device import ScsiDevice
 from sanpath.initiator.session import Session, SessionConfig
 from sanpath.initiator.sync import EventLoopThread, SyncSession, discover
-from sanpath.testing.process import RunningTarget
+from sanpath.target.spawn import RunningTarget
 
 from ..conftest import IQN
 

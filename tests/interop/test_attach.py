@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from sanpath.target.spawn import RunningTarget, serve_target
 from sanpath.testing.files import sha256
 from sanpath.testing.peers import require_peer
-from sanpath.testing.process import RunningTarget, serve_target
 from sanpath.testing.waiting import wait_until_sync
 
 IQN = "iqn.2026-11.org.sanpath.test:attach"

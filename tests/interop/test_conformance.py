@@ -7,8 +7,8 @@ import re
 import subprocess
 from pathlib import Path
 
+from sanpath.target.spawn import serve_target
 from sanpath.testing.peers import require_peer
-from sanpath.testing.process import serve_target
 
 IQN = "iqn.2026-11.org.sanpath.test:conformance"
 _SUMMARY = re.compile(r"^\s+tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$", re.MULTILINE)

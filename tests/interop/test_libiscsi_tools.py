@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import subprocess
 
+from sanpath.target.spawn import RunningTarget
 from sanpath.testing.peers import require_peer
-from sanpath.testing.process import RunningTarget
 
 
 def run(*args: str) -> str:

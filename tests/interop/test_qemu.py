@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from sanpath.target.spawn import RunningTarget, serve_target
 from sanpath.testing.files import random_image, sha256
 from sanpath.testing.peers import require_peer
-from sanpath.testing.process import RunningTarget, serve_target
 
 IQN = "iqn.2026-11.org.sanpath.test:qemu"
 MiB = 1 << 20

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from sanpath.lab import Lab, NetnsError, Topology, netns
+from sanpath.target.spawn import serve_target
 from sanpath.testing.lab import require_lab, running_lab
 from sanpath.testing.peers import require_peer
-from sanpath.testing.process import serve_target
 
 IQN = "iqn.2026-11.org.sanpath.test:lab-array"
 INITIATOR = "iqn.2026-11.org.sanpath.test:lab-host"

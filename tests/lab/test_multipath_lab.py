@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 
 from sanpath.lab import Lab
+from sanpath.target.spawn import serve_target
 from sanpath.testing.lab import require_lab, running_lab
 from sanpath.testing.peers import require_peer
-from sanpath.testing.process import serve_target
 from sanpath.testing.tgtd import run_tgtd
 
 IQN_TGTD = "iqn.2026-11.org.sanpath.test:lab-tgtd"

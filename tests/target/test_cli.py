@@ -8,11 +8,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from sanpath.testing.process import serve_target
+from sanpath.target.spawn import _lines, serve_target
 from sanpath.testing.rawinit import login
 
 
@@ -80,3 +81,21 @@ size = "4MiB"
     with open(img, "rb") as f:
         f.seek(5 * 512)
         assert f.read(512) == pattern
+
+
+def test_serve_target_reports_a_target_that_exits_before_ready(tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.img")
+    with pytest.raises(RuntimeError, match="exited") as e, serve_target("--iqn", "iqn.2026-11.org.x:a",
+                                                                        "--lun", missing):
+        pass
+    assert "missing.img" in str(e.value)  # the target's own complaint, from its log
+
+
+def test_waiting_for_the_ready_line_is_bounded() -> None:
+    """A child that prints nothing must not block the caller past the deadline."""
+    read, write = os.pipe()
+    try:
+        assert list(_lines(read, time.monotonic() + 0.2)) == []
+    finally:
+        os.close(read)
+        os.close(write)

@@ -18,7 +18,7 @@ from sanpath.initiator.device import ScsiDevice
 from sanpath.initiator.discovery import discover
 from sanpath.initiator.session import Session, SessionConfig
 from sanpath.target.control import call
-from sanpath.testing.process import serve_target
+from sanpath.target.spawn import serve_target
 
 IQN = "iqn.2026-11.org.sanpath.test:ctl"
 

@@ -1,9 +1,10 @@
-"""Running ``sanpath target serve`` as a child process for tests and benchmarks."""
+"""Running ``sanpath target serve`` as a child process: for the lab demo, the benchmarks and the tests."""
 
 from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ _CONTROL = re.compile(r"^sanpath target control: (.+)$")
 class RunningTarget:
     iqn: str
     portals: tuple[str, ...]  # "host:port" as printed
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[bytes]
     log_path: str  # the target's stderr
     control: str = ""  # the control socket (``sanpath target fault/status --control``)
     iqns: tuple[str, ...] = ()  # every target name (a multi-iqn array has several)
@@ -36,34 +37,28 @@ class RunningTarget:
 
 @contextmanager
 def serve_target(*args: str, timeout: float = 20.0, prefix: Sequence[str] = ()) -> Iterator[RunningTarget]:
-    """Start ``sanpath target serve ARGS`` and wait for its ready line; SIGTERM it on exit.
+    """Start ``sanpath target serve ARGS`` and wait (at most ``timeout`` seconds) for its ready line;
+    SIGTERM it on exit.
 
     ``prefix`` goes before the command, e.g. ``["ip", "netns", "exec", NS]`` (``Lab.prefix("array")``) to
     serve inside a lab namespace; ``ip netns exec`` execs the target, so the signal reaches it.
     """
     log = tempfile.NamedTemporaryFile("w+", prefix="sanpath-target-", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen([*prefix, sys.executable, "-m", "sanpath", "target", "serve", *args],
-                            stdout=subprocess.PIPE, stderr=log, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            stdout=subprocess.PIPE, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    line = ""
-    control = ""
     try:
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            c = _CONTROL.match(line.strip())
-            if c:
+        control = ""
+        for line in _lines(proc.stdout.fileno(), time.monotonic() + timeout):
+            if c := _CONTROL.match(line):
                 control = c.group(1)
-            m = _READY.match(line.strip())
-            if m:
+            if m := _READY.match(line):
                 iqns = tuple(m.group(1).split(","))
                 yield RunningTarget(iqns[0], tuple(m.group(2).split()), proc, log.name, control, iqns)
                 return
         log.seek(0)
-        raise RuntimeError(f"target did not become ready: {line!r} {log.read()[-2000:]}")
+        state = "exited" if proc.poll() is not None else f"not ready within {timeout:g} s"
+        raise RuntimeError(f"sanpath target serve {state}; its log: {log.read()[-2000:]}")
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -72,5 +67,20 @@ def serve_target(*args: str, timeout: float = 20.0, prefix: Sequence[str] = ()) 
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        proc.stdout.close()
         log.close()
         os.unlink(log.name)
+
+
+def _lines(fd: int, deadline: float) -> Iterator[str]:
+    """Lines from ``fd`` until end of file or ``deadline``; never blocks past the deadline."""
+    pending = b""
+    while (left := deadline - time.monotonic()) > 0:
+        if not select.select([fd], [], [], left)[0]:
+            return
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            yield line.decode(errors="replace").strip()
