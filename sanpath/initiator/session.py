@@ -369,37 +369,41 @@ class Session:
                       timeout: float | None = None) -> CommandResult:
         """Run one SCSI command. Reads land in ``buffer`` (allocated when not given); a command that ends
         in UNIT ATTENTION is retried (``ua_retries`` times); other statuses are returned, not raised."""
+        limit = timeout if timeout is not None else self.config.command_timeout
         attempts = self.config.ua_retries + 1
         while True:
-            result = await self._execute_once(lun, cdb, data_out, read_length, buffer, timeout)
+            # Hot path: when the session is up and the window open (nearly always), the command is issued
+            # without awaiting anything, so one I/O costs one suspension (on its future).
+            if self._fatal is not None or not self._ready.is_set() or sn_lt(self.maxcmdsn, self.cmdsn):
+                await self._wait_window()
+            task = self._issue(lun, cdb, data_out, read_length, buffer, limit)
+            try:
+                conn = self.conn
+                if conn is not None and conn.writing_paused:
+                    await conn.drain()
+                result = await task.future
+            except asyncio.CancelledError:
+                if not task.future.done():  # the caller gave up: stop tracking it and abort it at the target
+                    self._finish(task)
+                    self._spawn(self._abort_quietly(task))
+                raise
             attempts -= 1
-            if attempts and result.status == Status.CHECK_CONDITION and result.sense:
-                with contextlib.suppress(ValueError, RemoteProtocolError):
-                    if parse_sense(result.sense).key == SenseKey.UNIT_ATTENTION:
-                        self.unit_attentions += 1
-                        log.info("%s: LUN %d: %s; retrying", self.portal, lun, parse_sense(result.sense))
-                        continue
-            return result
+            if not (attempts and result.status == Status.CHECK_CONDITION and self._unit_attention(lun, result)):
+                return result
 
-    async def _execute_once(self, lun: int, cdb: bytes, data_out: bytes | bytearray | memoryview | None,
-                            read_length: int, buffer: bytearray | memoryview | None,
-                            timeout: float | None) -> CommandResult:
-        # Hot path: when the session is up and the window open (nearly always), the command is issued
-        # without awaiting anything, so one I/O costs one suspension (on its future).
-        if self._fatal is not None or not self._ready.is_set() or sn_lt(self.maxcmdsn, self.cmdsn):
-            await self._wait_window()
-        task = self._issue(lun, cdb, data_out, read_length, buffer,
-                           timeout if timeout is not None else self.config.command_timeout)
+    def _unit_attention(self, lun: int, result: CommandResult) -> bool:
+        """Whether ``result`` is a UNIT ATTENTION (then counted and logged: the caller retries)."""
+        if not result.sense:
+            return False
         try:
-            conn = self.conn
-            if conn is not None and conn.writing_paused:
-                await conn.drain()
-            return await task.future
-        except asyncio.CancelledError:
-            if not task.future.done():  # the caller gave up: stop tracking it and abort it at the target
-                self._finish(task)
-                self._spawn(self._abort_quietly(task))
-            raise
+            sense = parse_sense(result.sense)
+        except (ValueError, RemoteProtocolError):
+            return False
+        if sense.key != SenseKey.UNIT_ATTENTION:
+            return False
+        self.unit_attentions += 1
+        log.info("%s: LUN %d: %s; retrying", self.portal, lun, sense)
+        return True
 
     def _issue(self, lun: int, cdb: bytes, data_out: bytes | bytearray | memoryview | None, read_length: int,
                buffer: bytearray | memoryview | None, limit: float) -> _Task:
