@@ -31,7 +31,6 @@ import json
 import re
 import select
 import shlex
-import signal
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from dataclasses import dataclass
 
 from sanpath.errors import SanpathError
 from sanpath.lab import Lab, Topology, netns
+from sanpath.target.spawn import terminate
 from sanpath.testing.tgtd import run_tgtd
 
 from . import report
@@ -137,13 +137,7 @@ def _ours(lab: Lab, size: int, round_no: int, timeout: float, workdir: str) -> S
         seconds = _timed(lab, nbdcopy_argv(m.group(1)), timeout)
         rx = tuple(b - a for a, b in zip(before, _rx(lab), strict=True))
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc, grace=30)
         err.thread.join(timeout=5)
     if proc.returncode != 0:
         raise PerfError(f"sanpath attach exited {proc.returncode} on SIGTERM:\n" + "\n".join(err.lines[-30:]))

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 _READY = re.compile(r"^sanpath target ready: (\S+) on (.+)$")
 _CONTROL = re.compile(r"^sanpath target control: (.+)$")
@@ -60,16 +61,22 @@ def serve_target(*args: str, timeout: float = 20.0, prefix: Sequence[str] = ()) 
         state = "exited" if proc.poll() is not None else f"not ready within {timeout:g} s"
         raise RuntimeError(f"sanpath target serve {state}; its log: {log.read()[-2000:]}")
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc, grace=20)
         proc.stdout.close()
         log.close()
         os.unlink(log.name)
+
+
+def terminate(proc: subprocess.Popen[Any], *, grace: float) -> None:
+    """SIGTERM a child that is still running (a sanpath server drains and exits on it), SIGKILL it after
+    ``grace`` seconds, and reap it."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _lines(fd: int, deadline: float) -> Iterator[str]:

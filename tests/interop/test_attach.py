@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from sanpath.target.spawn import RunningTarget, serve_target
+from sanpath.target.spawn import RunningTarget, serve_target, terminate
 from sanpath.testing.files import sha256
 from sanpath.testing.peers import require_peer
 from sanpath.testing.waiting import wait_until_sync
@@ -50,13 +50,7 @@ def attach(target: RunningTarget, tmp: Path) -> Iterator[Attached]:
         assert m.group(2) == m.group(3) == "2"
         yield Attached(proc, m.group(1), control, sock)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc, grace=30)
 
 
 def run(*args: str, timeout: float = 300) -> str:
