@@ -181,15 +181,6 @@ def _counted(samples: Sequence[Sample], client: str) -> list[Sample]:
     return [s for s in samples if s.round > 0 and s.client == client]
 
 
-def _versions() -> str:
-    try:
-        out = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", "qemu-utils", "libnbd-bin"],
-                             capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (no dpkg-query)"
-    return ", ".join(line for line in out.splitlines() if line.strip()) or "unknown"
-
-
 def render(samples: Sequence[Sample], *, rounds: int, warmup: bool, size: int, env: report.Environment,
            rerun: str, failures: dict[str, str]) -> str:
     peer, ours = _counted(samples, PEER), _counted(samples, OURS)
@@ -211,7 +202,8 @@ def render(samples: Sequence[Sample], *, rounds: int, warmup: bool, size: int, e
              "offers multi-conn; qemu-img convert: 8 coroutines). Time: the client process's wall "
              "clock, start to exit (attach's start-up is not in it, and is listed below). MB/s: 10^6 bytes "
              f"of LUN per second. {rounds} counted round{'s' * (rounds != 1)}"
-             + (" after an uncounted warm-up round" if warmup else "") + f"; medians. Clients: {_versions()}.", "",
+             + (" after an uncounted warm-up round" if warmup else "") + "; medians. Clients: "
+             + report.package_versions("qemu-utils", "libnbd-bin") + ".", "",
              "Commands (host namespace; N = LUN bytes, IQN = " + f"`{IQN}`):", "",
              f"- (a) `{shlex.join(qemu_img_argv(f'iscsi://198.18.1.1:3260/{IQN}/{LUN}', size))}`",
              "- (b) `sanpath attach --target 198.18.1.1,198.18.2.1 --iqn IQN --source 198.18.1.10,198.18.2.10 "

@@ -65,13 +65,15 @@ class Environment:
         except OSError:
             pass
         return cls(datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), os.cpu_count() or 0,
-                   cpu, f"{platform.system()} {platform.release()}", sys.version.split()[0], _peer_versions(),
+                   cpu, f"{platform.system()} {platform.release()}", sys.version.split()[0],
+                   package_versions("tgt", "libiscsi-bin"),
                    os.getloadavg()[0])
 
 
-def _peer_versions() -> str:
+def package_versions(*packages: str) -> str:
+    """The installed Debian versions of ``packages``, as "name version, ..." (for the reports)."""
     try:
-        out = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", "tgt", "libiscsi-bin"],
+        out = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", *packages],
                              capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown (no dpkg-query)"
