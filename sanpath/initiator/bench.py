@@ -4,9 +4,11 @@ depth for a fixed time, with latency percentiles, the longest stall, and optiona
 It needs only ``size``, ``block_size``, ``read_into(offset, buffer)`` and ``write(offset, data)``, so the
 same engine drives one ``ScsiDevice`` today and a multipath device tomorrow.
 
-Hot path (measured against the sanpath target, where a 4 KiB read costs tens of microseconds of Python
-in the session): ``qd`` worker coroutines, each with its own preallocated buffers, loop issuing one I/O
-at a time; there is no task or buffer per I/O. Latencies go into a fixed log-linear histogram (32
+Hot path: ``qd`` slots, each with its own preallocated buffers and one I/O in flight at a time; there is
+no task or buffer per I/O. A device with ``start_io(offset, buffer, is_read, done)`` (``ScsiDevice``) is
+driven by callbacks: the completion of one I/O issues the slot's next from inside the receive path, with
+no future, task or coroutine per I/O (about 6 µs less CPU per 128 KiB read against tgtd, out of some 60).
+Any other device gets one worker coroutine per slot. Latencies go into a fixed log-linear histogram (32
 sub-buckets per power of two, under 3 % error) instead of a growing list, so a long run costs no memory.
 
 Verification: every logical block written carries a header and a trailer stamped with its LBA and the
@@ -20,6 +22,7 @@ they wrote after the timed phase.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import struct
@@ -45,7 +48,8 @@ _UNKNOWN = 0xFFFFFFFF  # generation of a unit whose last write failed: its conte
 
 
 class BenchDevice(Protocol):
-    """What the engine drives: a ``BlockDevice`` that can read into a caller's buffer."""
+    """What the engine drives: a ``BlockDevice`` that can read into a caller's buffer (and may offer
+    ``start_io``, the callback fast path, as ``ScsiDevice`` does)."""
 
     @property
     def size(self) -> int: ...
@@ -245,6 +249,22 @@ class Stamper:
 # --- the engine ----------------------------------------------------------------------------------
 
 
+class _Slot:
+    """One of the ``qd`` streams of I/O: its buffers and the I/O it has in flight."""
+
+    __slots__ = ("done", "expect", "gen", "is_read", "offset", "rbuf", "t0", "unit", "wbuf")
+
+    rbuf: bytearray
+    wbuf: bytearray
+    expect: bytearray
+    unit: int
+    offset: int
+    is_read: bool
+    gen: int  # the generation a verified write stamps
+    t0: int  # monotonic ns when the I/O was issued
+    done: Callable[[BaseException | None], None]
+
+
 class Bench:
     """One run of ``spec`` on ``device``; ``await run()`` returns the result."""
 
@@ -348,64 +368,119 @@ class Bench:
         if len(self.stalls) < MAX_STALLS:
             self.stalls.append((began, length))
 
-    # --- workers ------------------------------------------------------------------------------
+    # --- the load: qd slots, each with one I/O in flight at a time ----------------------------
 
-    async def _worker(self) -> None:
-        spec, dev, bs = self.spec, self.device, self.spec.bs
-        base, bsz = spec.offset, dev.block_size
-        stamper = self.stamper
-        if stamper is not None:
-            rbuf, wbuf, expect = bytearray(bs), stamper.filled(bs), stamper.filled(bs)
+    def _slot(self) -> _Slot:
+        slot = _Slot()
+        bs = self.spec.bs
+        if self.stamper is not None:
+            slot.rbuf, slot.wbuf, slot.expect = bytearray(bs), self.stamper.filled(bs), self.stamper.filled(bs)
         else:
-            rbuf = wbuf = expect = bytearray(os.urandom(bs))
-        read_into, write = dev.read_into, dev.write
-        clock = time.monotonic_ns
-        hist_add = self.hist.add
-        busy, gen, track = self.busy, self.gen, self.track_busy
-        while not self.stopped and clock() < self.deadline:
-            unit = self._next_unit()
-            offset = base + unit * bs
-            is_read = self._is_read()
-            if track:
-                busy.add(unit)
-            g = 0
+            slot.rbuf = slot.wbuf = slot.expect = bytearray(os.urandom(bs))
+        return slot
+
+    def _begin(self, slot: _Slot) -> bool:
+        """Choose the slot's next I/O (stamping the data of a verified write); False when the run is over."""
+        if self.stopped or time.monotonic_ns() >= self.deadline:
+            return False
+        unit = self._next_unit()
+        slot.unit, slot.offset, slot.gen = unit, self.spec.offset + unit * self.spec.bs, 0
+        slot.is_read = self._is_read()
+        if self.track_busy:
+            self.busy.add(unit)
+        if not slot.is_read and self.stamper is not None:
+            gen = self.gen[unit]
+            slot.gen = gen + 1 if gen < _UNKNOWN - 1 else 1
+            self.stamper.stamp(slot.wbuf, slot.offset // self.device.block_size, slot.gen)
+        slot.t0 = time.monotonic_ns()
+        return True
+
+    def _end(self, slot: _Slot, error: BaseException | None) -> None:
+        """Account for the slot's I/O that just ended: latency, stalls, counts, verification."""
+        if error is not None:
+            if self.stamper is not None and not slot.is_read:
+                self.gen[slot.unit] = _UNKNOWN  # the unit may hold the old or the new data, or a mix
+            self._error("read" if slot.is_read else "write", slot.offset, error)
+            self.busy.discard(slot.unit)
+            return
+        # the hot path: a few integer operations per I/O
+        t1 = time.monotonic_ns()
+        self.hist.add(t1 - slot.t0)
+        gap = t1 - self.last_done
+        if gap > self.max_gap:
+            self.max_gap = gap
+        if gap >= STALL_RECORD_NS:  # rare: one comparison per I/O otherwise
+            self._stall(self.last_done, gap)
+        self.last_done = t1
+        self.ios += 1
+        self.bytes += self.spec.bs
+        if slot.is_read:
+            self.read_ios += 1
+            if self.stamper is not None:
+                self._check(slot.rbuf, slot.expect, slot.unit)
+        else:
+            self.write_ios += 1
+            if self.stamper is not None:
+                self.gen[slot.unit] = slot.gen
+        if self.track_busy:
+            self.busy.discard(slot.unit)
+
+    async def _load(self) -> None:
+        """Keep ``qd`` I/Os in flight until the deadline (or a stop), then let the last ones finish."""
+        qd = self.spec.qd
+        start_io = getattr(self.device, "start_io", None)
+        if start_io is None:  # any BlockDevice: one coroutine per slot
+            await asyncio.gather(*(self._worker(self._slot()) for _ in range(qd)))
+            return
+        # Devices with start_io (ScsiDevice) are driven by callbacks: no task or coroutine per I/O
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+        left = qd
+
+        def drive(slot: _Slot) -> None:
+            nonlocal left
+            if self._begin(slot):
+                start_io(slot.offset, slot.rbuf if slot.is_read else slot.wbuf, slot.is_read, slot.done)
+                return
+            left -= 1
+            if left == 0 and not finished.done():
+                finished.set_result(None)
+
+        def ended(slot: _Slot, error: BaseException | None) -> None:
+            if error is not None and not isinstance(error, SanpathError | OSError):
+                if not finished.done():  # a bug: end the run with it, as the coroutine path would
+                    finished.set_exception(error)
+                self.stop(f"internal error: {error!r}")
+                return
+            self._end(slot, error)
+            if error is None:
+                drive(slot)
+            else:
+                loop.call_later(0.01, drive, slot)  # a dead device fails at once: do not spin
+
+        for _ in range(qd):
+            slot = self._slot()
+            slot.done = functools.partial(ended, slot)
+            drive(slot)
+        try:
+            await finished
+        except asyncio.CancelledError:
+            self.stop("cancelled")  # the slots stop issuing; their I/Os in flight end on their own
+            raise
+
+    async def _worker(self, slot: _Slot) -> None:
+        read_into, write = self.device.read_into, self.device.write
+        while self._begin(slot):
             try:
-                t0 = clock()
-                if is_read:
-                    await read_into(offset, rbuf)
+                if slot.is_read:
+                    await read_into(slot.offset, slot.rbuf)
                 else:
-                    if stamper is not None:
-                        g = gen[unit] + 1 if gen[unit] < _UNKNOWN - 1 else 1
-                        stamper.stamp(wbuf, offset // bsz, g)
-                    await write(offset, wbuf)
-                t1 = clock()
+                    await write(slot.offset, slot.wbuf)
             except (SanpathError, OSError) as e:
-                if stamper is not None and not is_read:
-                    gen[unit] = _UNKNOWN  # the unit may hold the old or the new data, or a mix
-                self._error("read" if is_read else "write", offset, e)
-                busy.discard(unit)
+                self._end(slot, e)
                 await asyncio.sleep(0.01)  # a dead device fails at once: do not spin
                 continue
-            # the hot path: a few integer operations per I/O
-            hist_add(t1 - t0)
-            gap = t1 - self.last_done
-            if gap > self.max_gap:
-                self.max_gap = gap
-            if gap >= STALL_RECORD_NS:  # rare: one comparison per I/O otherwise
-                self._stall(self.last_done, gap)
-            self.last_done = t1
-            self.ios += 1
-            self.bytes += bs
-            if is_read:
-                self.read_ios += 1
-                if stamper is not None:
-                    self._check(rbuf, expect, unit)
-            else:
-                self.write_ios += 1
-                if stamper is not None:
-                    gen[unit] = g
-            if track:
-                busy.discard(unit)
+            self._end(slot, None)
 
     async def _prefill(self) -> None:
         """Write the whole region at generation 1, so that every read of a read mode can be checked."""
@@ -485,7 +560,7 @@ class Bench:
             start = time.monotonic_ns()
             self.last_done = start
             self.deadline = start + int(spec.seconds * 1e9)
-            await asyncio.gather(*(self._worker() for _ in range(spec.qd)))
+            await self._load()
             end = time.monotonic_ns()
             self.max_gap = max(self.max_gap, end - self.last_done)
             if end - self.last_done >= STALL_RECORD_NS:

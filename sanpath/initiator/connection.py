@@ -4,7 +4,8 @@ the byte stream and placing Data-In payloads straight into the buffers their com
 Hot path: bytes land in one preallocated receive buffer (many PDUs per recv). A Data-In payload is
 copied once, from that buffer into the caller's buffer; when the rest of a large payload has not
 arrived yet, ``get_buffer`` hands the kernel the caller's buffer itself, so the remainder lands there
-with no copy at all. Every other PDU is decoded and handed to the session.
+with no copy at all. Every other PDU is decoded and handed to the session. Commands issued while the
+received bytes are handled (by ``Session.start`` callbacks) are sent before returning to the loop.
 """
 
 from __future__ import annotations
@@ -148,9 +149,11 @@ class IscsiProtocol(asyncio.BufferedProtocol):
                 if len(self._direct) == 0:
                     self._direct = None
                     self._direct_done()
-                return
-            self._end += nbytes
-            self._parse()
+            else:
+                self._end += nbytes
+                self._parse()
+            if self._out:  # commands that completion callbacks issued leave now, not a loop turn later
+                self._flush()
         except RemoteProtocolError as e:
             self.abort(f"protocol error from the target: {e}")
         except Exception as e:  # a bug of ours must cost this connection, not the process

@@ -6,6 +6,8 @@ Errors: any status other than GOOD raises ``ScsiCommandError`` with the decoded 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import ScsiCommandError
@@ -41,6 +43,7 @@ class ScsiDevice:
         self.session = session
         self.lun = lun
         self.capacity: S.ReadCapacity | None = None
+        self._jobs: set[asyncio.Task[None]] = set()  # I/Os of start_io that went the slow way
 
     @property
     def size(self) -> int:
@@ -142,6 +145,47 @@ class ScsiDevice:
             result = await self.session.execute(self.lun, cdb, read_length=len(part), buffer=part)
             if result.status != Status.GOOD:
                 raise self._error(cdb, result)
+
+    def start_io(self, offset: int, buffer: bytearray | memoryview, is_read: bool,
+                 done: Callable[[BaseException | None], None]) -> None:
+        """Start a read into ``buffer`` (or a write of it) at ``offset``; ``done(None)`` or ``done(error)``
+        is called when it ends, from the event loop, never from inside this call.
+
+        The fast path for engines with many I/Os in flight: one command issued at once, with no future,
+        task or coroutine per I/O (``Session.start``). An I/O that needs several commands, waits for the
+        command window, or ends in UNIT ATTENTION goes through ``read_into``/``write`` on a task instead.
+        """
+        view = memoryview(buffer).cast("B")
+        lba, blocks = self._blocks(offset, len(view))
+        if len(view) <= MAX_TRANSFER:
+            cdb = C.read_16(lba, blocks) if is_read else C.write_16(lba, blocks)
+
+            def finished(outcome: CommandResult | BaseException) -> None:
+                if isinstance(outcome, BaseException):
+                    done(outcome)
+                elif outcome.status == Status.GOOD:
+                    done(None)
+                elif self.session.unit_attention(self.lun, outcome):
+                    self._io_task(offset, view, is_read, done)
+                else:
+                    done(self._error(cdb, outcome))
+
+            if (self.session.start(self.lun, cdb, finished, read_length=len(view), buffer=view) if is_read
+                    else self.session.start(self.lun, cdb, finished, data_out=view)):
+                return
+        self._io_task(offset, view, is_read, done)
+
+    def _io_task(self, offset: int, view: memoryview, is_read: bool,
+                 done: Callable[[BaseException | None], None]) -> None:
+        job = asyncio.get_running_loop().create_task(self.read_into(offset, view) if is_read
+                                                     else self.write(offset, view))
+        self._jobs.add(job)
+
+        def ended(job: asyncio.Task[None]) -> None:
+            self._jobs.discard(job)
+            done(asyncio.CancelledError() if job.cancelled() else job.exception())
+
+        job.add_done_callback(ended)
 
     async def read(self, offset: int, length: int) -> bytes:
         buf = bytearray(length)

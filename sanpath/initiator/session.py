@@ -120,10 +120,27 @@ class _Task:
     edtl: int
     buffer: memoryview | None  # where Data-In goes
     data_out: memoryview | None
-    future: asyncio.Future[CommandResult]
+    future: asyncio.Future[CommandResult] | None  # who waits: ``execute`` (a future) ...
+    callback: Callable[[CommandResult | BaseException], None] | None = None  # ... or ``start`` (a callback)
     datasn: int = 0
     limit: float = 0.0  # the command timeout, seconds (0: none)
     deadline: float = 0.0  # loop time when it times out (0: none, or already escalated)
+
+    @property
+    def done(self) -> bool:
+        return self.future.done() if self.future is not None else self.callback is None
+
+    def settle(self, outcome: CommandResult | BaseException) -> None:
+        """Hand the command's result or error to whoever waits for it, once."""
+        if self.future is not None:
+            if not self.future.done():
+                if isinstance(outcome, BaseException):
+                    self.future.set_exception(outcome)
+                else:
+                    self.future.set_result(outcome)
+        elif self.callback is not None:
+            callback, self.callback = self.callback, None
+            callback(outcome)
 
 
 class Session:
@@ -376,24 +393,42 @@ class Session:
             # without awaiting anything, so one I/O costs one suspension (on its future).
             if self._fatal is not None or not self._ready.is_set() or sn_lt(self.maxcmdsn, self.cmdsn):
                 await self._wait_window()
-            task = self._issue(lun, cdb, data_out, read_length, buffer, limit)
+            future = self._loop.create_future()
+            task = self._issue(lun, cdb, data_out, read_length, buffer, limit, future)
             try:
                 conn = self.conn
                 if conn is not None and conn.writing_paused:
                     await conn.drain()
-                result = await task.future
+                result = await future
             except asyncio.CancelledError:
-                if not task.future.done():  # the caller gave up: stop tracking it and abort it at the target
+                if not future.done():  # the caller gave up: stop tracking it and abort it at the target
                     self._finish(task)
                     self._spawn(self._abort_quietly(task))
                 raise
             attempts -= 1
-            if not (attempts and result.status == Status.CHECK_CONDITION and self._unit_attention(lun, result)):
+            if not (attempts and self.unit_attention(lun, result)):
                 return result
 
-    def _unit_attention(self, lun: int, result: CommandResult) -> bool:
+    def start(self, lun: int, cdb: bytes, callback: Callable[[CommandResult | BaseException], None], *,
+              data_out: bytes | bytearray | memoryview | None = None, read_length: int = 0,
+              buffer: bytearray | memoryview | None = None) -> bool:
+        """Issue one SCSI command now, if the session is logged in, the command window open and the send
+        buffer not full, and return True; otherwise issue nothing and return False (``execute`` waits).
+
+        ``callback`` gets the ``CommandResult``, or the error (``ConnectionLost``, ``CommandTimeout``),
+        later, from the event loop, and must not raise. A UNIT ATTENTION is not retried here. This is the
+        fast path for engines that keep many commands in flight: no future, task or coroutine per command.
+        """
+        conn = self.conn
+        if (self._fatal is not None or not self._ready.is_set() or sn_lt(self.maxcmdsn, self.cmdsn)
+                or conn is None or conn.writing_paused):
+            return False
+        self._issue(lun, cdb, data_out, read_length, buffer, self.config.command_timeout, callback)
+        return True
+
+    def unit_attention(self, lun: int, result: CommandResult) -> bool:
         """Whether ``result`` is a UNIT ATTENTION (then counted and logged: the caller retries)."""
-        if not result.sense:
+        if result.status != Status.CHECK_CONDITION or not result.sense:
             return False
         try:
             sense = parse_sense(result.sense)
@@ -406,7 +441,8 @@ class Session:
         return True
 
     def _issue(self, lun: int, cdb: bytes, data_out: bytes | bytearray | memoryview | None, read_length: int,
-               buffer: bytearray | memoryview | None, limit: float) -> _Task:
+               buffer: bytearray | memoryview | None, limit: float,
+               waiter: asyncio.Future[CommandResult] | Callable[[CommandResult | BaseException], None]) -> _Task:
         """Send one command now (the caller has checked the session is ready and the window open)."""
         out = memoryview(data_out).cast("B") if data_out is not None else None
         buf: memoryview | None = None
@@ -415,7 +451,8 @@ class Session:
         edtl = len(out) if out is not None else read_length
         itt = next(self._itt) & 0xFFFFFFFF
         loop = self._loop
-        task = _Task(itt, lun, cdb, edtl, buf, out, loop.create_future())
+        task = (_Task(itt, lun, cdb, edtl, buf, out, waiter) if isinstance(waiter, asyncio.Future)
+                else _Task(itt, lun, cdb, edtl, buf, out, None, waiter))
         cmdsn = self.cmdsn
         self.cmdsn = (cmdsn + 1) & 0xFFFFFFFF
         self.tasks[itt] = task
@@ -483,8 +520,7 @@ class Session:
         if task.buffer is not None:
             result.data = task.buffer[: max(0, task.edtl - result.residual) if result.underflow else task.edtl]
         self._finish(task)
-        if not task.future.done():
-            task.future.set_result(result)
+        task.settle(result)
 
     def abandon(self, lun: int, error: BaseException) -> int:
         """Fail every command in flight to ``lun`` with ``error`` without telling the target: for commands
@@ -496,8 +532,7 @@ class Session:
 
     def _fail(self, task: _Task, error: BaseException) -> None:
         self._finish(task)
-        if not task.future.done():
-            task.future.set_exception(error)
+        task.settle(error)
 
     def _finish(self, task: _Task) -> None:
         self.tasks.pop(task.itt, None)
@@ -565,7 +600,7 @@ class Session:
                                f"{limit:.1f} s", portal=self.portal)
         step_timeout = max(1.0, self.config.nop_timeout)
         for function in (TaskFunction.ABORT_TASK, TaskFunction.LOGICAL_UNIT_RESET):
-            if task.future.done():
+            if task.done:
                 return
             try:
                 response = await self.task_management(function, task.lun, task.itt, timeout=step_timeout)
@@ -574,7 +609,7 @@ class Session:
             if response in (TaskResponse.COMPLETE, TaskResponse.TASK_DOES_NOT_EXIST):
                 self._fail(task, error)
                 return
-        if not task.future.done() and self.conn is not None:
+        if not task.done and self.conn is not None:
             self._fail(task, error)
             self.conn.abort(f"task management did not clear a timed-out command to LUN {task.lun}")
 

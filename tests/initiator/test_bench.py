@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -26,11 +27,16 @@ class MemDevice:
     def __init__(self, size: int = 4 * MiB, block_size: int = 512) -> None:
         self.data = bytearray(size)
         self.block_size = block_size
-        self.reads = self.writes = 0
+        self.reads = self.writes = self.started = self.calls = 0
 
     @property
     def size(self) -> int:
         return len(self.data)
+
+    def nth(self, n: int) -> bool:
+        """True on every ``n``-th call, counted when the I/O is issued (however many are in flight)."""
+        self.calls += 1
+        return self.calls % n == 0
 
     async def read_into(self, offset: int, buffer: bytearray | memoryview) -> None:
         await asyncio.sleep(0)
@@ -53,14 +59,14 @@ class CorruptReads(MemDevice):
 
 class MisdirectedWrites(MemDevice):
     async def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        if self.writes % 20 == 19 and offset + 2 * len(data) <= self.size:
+        if self.nth(20) and offset + 2 * len(data) <= self.size:
             offset += len(data)  # lands on the neighbouring unit
         await super().write(offset, data)
 
 
 class ShiftedReads(MemDevice):
     async def read_into(self, offset: int, buffer: bytearray | memoryview) -> None:
-        if self.reads % 30 == 29 and offset + 2 * len(buffer) <= self.size:
+        if self.nth(30) and offset + 2 * len(buffer) <= self.size:
             offset += len(buffer)  # the neighbouring unit's data
         await super().read_into(offset, buffer)
 
@@ -90,16 +96,48 @@ class FailingReads(MemDevice):
         raise IscsiError("read failed (test)", portal="127.0.0.1:1")
 
 
+DRIVERS = ("coroutines", "callbacks")
+
+
+def driven(dev: MemDevice, driver: str) -> MemDevice:
+    """``callbacks``: give ``dev`` a ``start_io`` built on its coroutines, so the engine drives it by
+    callbacks, as it drives a ScsiDevice, instead of by one coroutine per slot. ``dev.started`` counts
+    the calls; ``dev.jobs`` holds the I/Os in flight."""
+    if driver == "callbacks":
+        jobs: set[asyncio.Task[None]] = set()
+
+        def start_io(offset: int, buffer: bytearray, is_read: bool, done: Callable[[BaseException | None], None]
+                     ) -> None:
+            async def one() -> None:
+                try:
+                    await (dev.read_into(offset, buffer) if is_read else dev.write(offset, buffer))
+                except Exception as e:
+                    done(e)
+                    return
+                done(None)
+
+            dev.started += 1
+            job = asyncio.get_running_loop().create_task(one())
+            jobs.add(job)
+            job.add_done_callback(jobs.discard)
+
+        dev.start_io = start_io  # type: ignore[attr-defined]
+        dev.jobs = jobs  # type: ignore[attr-defined]
+    return dev
+
+
 def spec(**kw: object) -> BenchSpec:
     base: dict[str, object] = {"bs": 4096, "qd": 8, "seconds": 0.3, "verify": True, "seed": 7}
     base.update(kw)
     return BenchSpec(**base)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("driver", DRIVERS)
 @pytest.mark.parametrize("rw", MODES)
-async def test_every_mode_verifies_clean(rw: str) -> None:
-    dev = MemDevice()
+async def test_every_mode_verifies_clean(rw: str, driver: str) -> None:
+    dev = driven(MemDevice(), driver)
     r = await run_bench(dev, spec(rw=rw))
+    assert dev.started == (r.ios if driver == "callbacks" else 0)
     assert (r.errors, r.verify_failures, r.messages) == (0, 0, ())
     assert r.ios > 0 and r.verify_reads > 0
     assert r.bytes == r.ios * 4096 and r.read_ios + r.write_ios == r.ios
@@ -119,19 +157,53 @@ async def test_every_mode_verifies_clean(rw: str) -> None:
     (LostWrites, "randrw", "stale data"),
     (TornWrites, "randwrite", "torn block"),
 ])
-async def test_wrong_data_is_caught(device: type[MemDevice], rw: str, words: str) -> None:
-    r = await run_bench(device(), spec(rw=rw, seconds=0.5))
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_wrong_data_is_caught(device: type[MemDevice], rw: str, words: str, driver: str) -> None:
+    r = await run_bench(driven(device(), driver), spec(rw=rw, seconds=0.5))
     assert r.verify_failures > 0, r
     assert r.errors == 0
     assert r.messages and all(m.startswith("verify: LBA ") for m in r.messages)
     assert any(words in m for m in r.messages), r.messages
 
 
-async def test_errors_are_counted_and_stop_the_run() -> None:
-    r = await run_bench(FailingReads(), spec(rw="randread", verify=False, max_errors=5, seconds=30))
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_errors_are_counted_and_stop_the_run(driver: str) -> None:
+    r = await run_bench(driven(FailingReads(), driver), spec(rw="randread", verify=False, max_errors=5, seconds=30))
     assert r.errors >= 5 and r.ios == 0
     assert "stopped after" in r.stopped_early
     assert "read failed (test)" in r.messages[0] and "at byte" in r.messages[0]
+
+
+class BuggyReads(MemDevice):
+    async def read_into(self, offset: int, buffer: bytearray | memoryview) -> None:
+        await asyncio.sleep(0)
+        raise ZeroDivisionError("a bug, not an I/O error")
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_a_bug_below_the_engine_ends_the_run_with_it(driver: str) -> None:
+    with pytest.raises(ZeroDivisionError):
+        await asyncio.wait_for(run_bench(driven(BuggyReads(), driver), spec(rw="randread", verify=False,
+                                                                            seconds=30)), 10)
+
+
+async def test_cancelling_a_callback_driven_run_stops_issuing() -> None:
+    dev = driven(MemDevice(), "callbacks")
+    run = asyncio.ensure_future(run_bench(dev, spec(rw="randrw", verify=False, seconds=30)))
+    while dev.started < 100:
+        await asyncio.sleep(0.01)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+
+    async def drained() -> None:
+        while dev.jobs:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(drained(), 10)  # the I/Os in flight end on their own, long before the 30 s...
+    started = dev.started
+    await asyncio.sleep(0.1)
+    assert dev.started == started  # ...and none follows them
 
 
 async def test_no_verify_reads_nothing_back() -> None:
