@@ -63,6 +63,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self._paused: list[asyncio.Future[None]] = []
         self._out: list[bytes | memoryview] = []
         self._flush_pending = False
+        self._receiving = False  # inside buffer_updated
         self.writing_paused = False
 
     # --- transport ---------------------------------------------------------------------------
@@ -112,7 +113,8 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self._out.extend(frame_pdu(pdu, header_digest=self.header_digest, data_digest=self.data_digest))
         if not self._flush_pending:
             self._flush_pending = True
-            self.loop.call_soon(self._flush)
+            if not self._receiving:  # else buffer_updated flushes before it returns
+                self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_pending = False
@@ -143,6 +145,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.last_rx = self.loop.time()  # any byte is proof of life
+        self._receiving = True
         try:
             if self._direct is not None:
                 self._direct = self._direct[nbytes:]
@@ -152,13 +155,16 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             else:
                 self._end += nbytes
                 self._parse()
-            if self._out:  # commands that completion callbacks issued leave now, not a loop turn later
-                self._flush()
         except RemoteProtocolError as e:
             self.abort(f"protocol error from the target: {e}")
         except Exception as e:  # a bug of ours must cost this connection, not the process
             log.exception("%s: internal error in PDU handling", self.portal)
             self.abort(f"internal error: {e!r}")
+        finally:
+            # commands that completion callbacks issued leave now, in one send, not a loop turn later
+            self._receiving = False
+            if self._flush_pending:
+                self._flush()
 
     def _parse(self) -> None:
         buf, view = self._buf, self._view
