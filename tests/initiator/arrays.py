@@ -9,10 +9,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sanpath.initiator.device import ScsiDevice
+from sanpath.initiator.session import Session, SessionConfig
 from sanpath.iscsi.auth import ChapCredentials
 from sanpath.target.config import ChapSpec, LunSpec, PortalGroupSpec, ServerSpec, TargetSpec
 from sanpath.target.server import TargetServer
-from sanpath.testing.inproc import running_target
+from sanpath.testing.faultproxy import FaultProxy
+from sanpath.testing.inproc import TEST_IQN, running_target
 from sanpath.testing.peers import require_peer
 from sanpath.testing.tgtd import ChapAccount, TgtdChap, run_tgtd
 
@@ -74,3 +77,21 @@ def chap_credentials(mutual: bool = False, algorithms: tuple[int, ...] = (5,)) -
 
 def random_blocks(n: int, block: int = 512) -> bytes:
     return os.urandom(n * block)
+
+
+@asynccontextmanager
+async def ua_after_reconnect() -> AsyncIterator[tuple[FaultProxy, Session, ScsiDevice]]:
+    """LUN 0 (8 MiB) of the in-process target, reached through a ``FaultProxy`` by a session that
+    reconnects; like a real array, every LU raises a UNIT ATTENTION (POWER ON / RESET) after each new login."""
+    async with running_target(luns=("mem:8MiB",)) as server:
+        proxy = FaultProxy(*server.portals[0])
+        host, port = await proxy.start()
+        session = await Session.open(SessionConfig(host, port, TEST_IQN, reconnect=True, reconnect_backoff=0.05))
+        try:
+            dev = await ScsiDevice(session, 0).open()
+            for lu in server.targets[TEST_IQN].luns.values():
+                lu.ua_on_new_nexus = True
+            yield proxy, session, dev
+        finally:
+            await session.logout()
+            await proxy.stop()

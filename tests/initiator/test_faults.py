@@ -20,7 +20,7 @@ from sanpath.target.spawn import serve_target
 from sanpath.testing.faultproxy import FaultProxy
 from sanpath.testing.inproc import TEST_IQN, running_target
 
-from .arrays import KINDS, array
+from .arrays import KINDS, array, ua_after_reconnect
 
 HANG_GUARD = 60.0
 
@@ -105,15 +105,9 @@ async def test_idle_session_stays_up_and_pings_are_answered() -> None:
 
 
 async def test_unit_attention_after_reconnect_is_retried() -> None:
-    async with running_target(luns=("mem:8MiB",)) as server:
-        proxy = FaultProxy(*server.portals[0])
-        host, port = await proxy.start()
-        session = await Session.open(SessionConfig(host, port, TEST_IQN, reconnect=True, reconnect_backoff=0.05))
-        dev = await ScsiDevice(session, 0).open()
+    async with ua_after_reconnect() as (proxy, session, dev):
         data = os.urandom(8192)
         await dev.write(0, data)
-        for lu in server.targets[TEST_IQN].luns.values():
-            lu.ua_on_new_nexus = True  # like a real array: POWER ON / RESET after every new login
         before = session.unit_attentions
         proxy.reset_all()
         with pytest.raises(ConnectionLost):  # what was in flight (nothing here, the next command) fails...
@@ -122,8 +116,6 @@ async def test_unit_attention_after_reconnect_is_retried() -> None:
         assert back == data
         assert session.unit_attentions == before + 1  # the UNIT ATTENTION was seen and retried
         assert proxy.accepted == 2
-        await session.logout()
-        await proxy.stop()
 
 
 async def test_wrong_chap_secret_is_one_clear_error_and_no_retry_storm(tmp_path: Path) -> None:

@@ -12,8 +12,9 @@ import pytest
 from sanpath.errors import ConnectionLost, ScsiCommandError
 from sanpath.initiator.device import MAX_TRANSFER, ScsiDevice
 from sanpath.initiator.session import Session, SessionConfig
-from sanpath.testing.faultproxy import FaultProxy
 from sanpath.testing.inproc import TEST_IQN, running_target
+
+from .arrays import ua_after_reconnect
 
 HANG_GUARD = 60.0
 KiB = 1024
@@ -76,15 +77,9 @@ async def test_start_io_reports_a_failed_command_as_a_scsi_error() -> None:
 
 
 async def test_start_io_reports_a_lost_connection_then_retries_the_unit_attention() -> None:
-    async with running_target(luns=("mem:8MiB",)) as server:
-        proxy = FaultProxy(*server.portals[0])
-        host, port = await proxy.start()
-        session = await Session.open(SessionConfig(host, port, TEST_IQN, reconnect=True, reconnect_backoff=0.05))
-        dev = await ScsiDevice(session, 0).open()
+    async with ua_after_reconnect() as (proxy, session, dev):
         data = bytearray(os.urandom(8192))
         assert await io(dev, 0, data, False) is None
-        for lu in server.targets[TEST_IQN].luns.values():
-            lu.ua_on_new_nexus = True  # like a real array: POWER ON / RESET after every new login
         before = session.unit_attentions
         proxy.reset_all()
         assert isinstance(await io(dev, 0, bytearray(8192), True), ConnectionLost)
@@ -93,8 +88,6 @@ async def test_start_io_reports_a_lost_connection_then_retries_the_unit_attentio
         assert await io(dev, 0, back, True) is None  # the UNIT ATTENTION it met was retried
         assert back == data
         assert session.unit_attentions == before + 1
-        await session.logout()
-        await proxy.stop()
 
 
 async def test_start_io_rejects_a_misaligned_request_at_once() -> None:
