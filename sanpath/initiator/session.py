@@ -292,10 +292,6 @@ class Session:
             elif self._fatal is None:
                 self._fatal = error
 
-    @property
-    def commands_in_flight(self) -> int:
-        return len(self.tasks)
-
     def pdu_received(self, pdu: P.Pdu) -> None:
         if self._login_q is not None:
             self._login_q.put_nowait(pdu)

@@ -38,10 +38,6 @@ class Sink:
     def connection_lost(self, conn: IscsiProtocol, cause: str) -> None:
         self.lost.append(cause)
 
-    @property
-    def commands_in_flight(self) -> int:
-        return 0
-
 
 def tcp_pair() -> tuple[socket.socket, socket.socket]:
     """Two ends of a TCP connection on loopback: ours (for the protocol) and the target's (non-blocking)."""
@@ -151,82 +147,3 @@ async def test_a_corrupt_payload_read_in_place_fails_the_data_digest() -> None:
         theirs.close()
     assert sink.got == []
     assert len(sink.lost) == 1 and "data digest mismatch" in sink.lost[0]
-
-
-class CommandingSink(Sink):
-    """A session stand-in whose PDU handler issues what the test says, with a settable commands count."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.in_flight = 0
-        self.conn: IscsiProtocol | None = None
-        self.on_pdu: list[P.Pdu] = []  # what to send when the next PDU arrives
-
-    @property
-    def commands_in_flight(self) -> int:
-        return self.in_flight
-
-    def pdu_received(self, pdu: P.Pdu) -> None:
-        super().pdu_received(pdu)
-        assert self.conn is not None
-        for out in self.on_pdu:
-            self.conn.send(out)
-        self.on_pdu = []
-
-
-async def test_commands_issued_while_receiving_are_batched_and_never_stranded() -> None:
-    sink = CommandingSink()
-    conn, theirs = await connect(sink, digests=False, max_data=8192)
-    sink.conn = conn
-    loop = asyncio.get_running_loop()
-    itt = iter(range(1, 1000))
-
-    def commands(n: int) -> list[P.Pdu]:
-        return [P.ScsiCommand(read=True, itt=next(itt), edtl=512, cdb=bytes(16)) for _ in range(n)]
-
-    async def target_sends_a_pdu(*, then_send: list[P.Pdu], in_flight: int) -> list[int]:
-        """One NOP-In to us, whose handling issues ``then_send``; the ITTs of the commands that reached the
-        target by the time it was handled (a send on loopback is in the peer's queue when it returns)."""
-        sink.on_pdu, sink.in_flight = then_send, in_flight
-        count = len(sink.got)
-        await loop.sock_sendall(theirs, P.encode(P.NopIn(itt=RESERVED_TAG, ttt=RESERVED_TAG)))
-        async with asyncio.timeout(30):
-            while len(sink.got) == count:
-                await asyncio.sleep(0.001)
-        return arrived()
-
-    def arrived() -> list[int]:
-        try:
-            data = theirs.recv(1 << 20)
-        except BlockingIOError:
-            return []
-        assert len(data) % BHS_LENGTH == 0
-        return [P.decode(data[i : i + BHS_LENGTH]).itt for i in range(0, len(data), BHS_LENGTH)]  # type: ignore[attr-defined]
-
-    try:
-        # few commands at the target: a new one leaves at once
-        assert await target_sends_a_pdu(then_send=commands(1), in_flight=10) == [1]
-        # many at the target: new ones wait for a batch ...
-        assert await target_sends_a_pdu(then_send=commands(3), in_flight=32) == []
-        assert await target_sends_a_pdu(then_send=commands(5), in_flight=32) == [2, 3, 4, 5, 6, 7, 8, 9]
-        # ... or until the target runs low
-        assert await target_sends_a_pdu(then_send=commands(2), in_flight=32) == []
-        assert await target_sends_a_pdu(then_send=[], in_flight=17) == [10, 11]
-        # anything but a command takes the held ones along
-        assert await target_sends_a_pdu(then_send=commands(2), in_flight=32) == []
-        nop = P.NopOut(immediate=True, itt=500)
-        assert await target_sends_a_pdu(then_send=[nop], in_flight=32) == [12, 13, 500]
-        # and so does a command issued outside the receive path (on the next loop turn)
-        assert await target_sends_a_pdu(then_send=commands(2), in_flight=32) == []
-        conn.send(commands(1)[0])
-        await asyncio.sleep(0)
-        async with asyncio.timeout(30):
-            got: list[int] = []
-            while len(got) < 3:
-                got += arrived()
-                await asyncio.sleep(0.001)
-        assert got == [14, 15, 16]
-    finally:
-        conn.abort("test over")
-        theirs.close()
-        await conn.closed
