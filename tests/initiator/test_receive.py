@@ -17,7 +17,7 @@ from sanpath.iscsi.constants import BHS_LENGTH, RESERVED_TAG
 from sanpath.iscsi.framing import frame_pdu
 
 KiB = 1024
-SIZES = [0, 512, 4 * KiB, 16 * KiB - 4, 16 * KiB, 64 * KiB + 2, 128 * KiB, 256 * KiB]  # some unaligned: padding
+SIZES = [512, 4 * KiB, 16 * KiB - 4, 16 * KiB, 64 * KiB + 2, 128 * KiB, 256 * KiB]  # some unaligned: padding
 
 
 class Sink:
@@ -70,7 +70,7 @@ def stream(rng: random.Random, sink: Sink, count: int) -> tuple[list[P.Pdu], dic
             pdus.append(P.ScsiResponse(itt=itt, status=0, statsn=statsn, expcmdsn=itt, maxcmdsn=itt + 32))
             statsn += 1
             continue
-        size = rng.choice(SIZES[1:])
+        size = rng.choice(SIZES)
         payload = rng.randbytes(size)
         sink.buffers[itt] = bytearray(size)
         expect[itt] = payload
@@ -138,10 +138,11 @@ async def test_a_corrupt_payload_read_in_place_fails_the_data_digest() -> None:
     loop = asyncio.get_running_loop()
     conn, theirs = await connect(sink, digests=True, max_data=256 * KiB)
     try:
-        await loop.sock_sendall(theirs, wire[:100])  # the header first: the payload is then read in place
-        await asyncio.sleep(0.05)
-        await loop.sock_sendall(theirs, wire[100:])
         async with asyncio.timeout(30):
+            await loop.sock_sendall(theirs, wire[:100])  # the header first: the rest is then read in place
+            while conn._direct is None:
+                await asyncio.sleep(0.001)
+            await loop.sock_sendall(theirs, wire[100:])
             await conn.closed
     finally:
         theirs.close()
