@@ -25,6 +25,7 @@ from . import export, initiator, iscsi_perf, multipath, report
 from .backing import random_backing_file
 from .contenders import STARTERS, Contender, verify
 from .iscsi_perf import WORKLOADS, PerfError
+from .loopback import LoopbackError, private_loopback
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--contenders", default="tgtd,sanpath",
                    help="comma-separated targets, reference first (default tgtd,sanpath)")
     p.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md", help="report file (default BENCHMARKS.md)")
+    p.add_argument("--congestion-control", metavar="NAME",
+                   help="target and initiator suites: run in a network namespace of their own whose loopback "
+                        "uses this TCP congestion control, e.g. cubic (root; default: the machine's, "
+                        "unchanged; see benchmarks/loopback.py)")
     p.add_argument("--tmpdir", help="where to put the backing file (default: the system temp dir)")
     return p
 
@@ -90,8 +95,19 @@ def main(argv: list[str] | None = None) -> int:
          "--rounds", str(args.rounds), *(["--seconds", str(args.seconds)] if args.suite != "export" else []),
          "--warmup", str(args.warmup), "--size-mib", str(args.size_mib),
          *(["--contenders", ",".join(names)] if args.suite not in ("multipath", "export") else []),
-         *(["--pulls", str(args.pulls)] if args.suite in ("multipath", "all") else [])])
+         *(["--pulls", str(args.pulls)] if args.suite in ("multipath", "all") else []),
+         *(["--congestion-control", args.congestion_control] if args.congestion_control else [])])
     suites = ("target", "initiator", "multipath", "export") if args.suite == "all" else (args.suite,)
+    if args.congestion_control:
+        if {"multipath", "export"} & set(suites):
+            _say("--congestion-control is for the target and initiator suites (the lab makes its own namespaces)")
+            return 2
+        try:
+            private_loopback(args.congestion_control)
+        except LoopbackError as e:
+            _say(str(e))
+            return 2
+        _say(f"running in a network namespace of our own, TCP congestion control {args.congestion_control}")
     sections: list[str] = []
     status = 0
     failures: dict[str, str] = {}

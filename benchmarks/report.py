@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .iscsi_perf import PerfSample, Workload
+from .loopback import congestion_control
 
 SECTION = "## Target: iscsi-perf against sanpath vs tgtd"
 CONFORMANCE = "## CONFORMANCE"
@@ -55,6 +56,7 @@ class Environment:
     python: str
     peers: str
     load: float  # 1-minute load average when the run started: other work on the machine shows here
+    congestion_control: str  # TCP's, for connections made by the run (benchmarks/loopback.py)
 
     @classmethod
     def here(cls) -> Environment:
@@ -67,7 +69,7 @@ class Environment:
         return cls(datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), os.cpu_count() or 0,
                    cpu, f"{platform.system()} {platform.release()}", sys.version.split()[0],
                    package_versions("tgt", "libiscsi-bin"),
-                   os.getloadavg()[0])
+                   os.getloadavg()[0], congestion_control())
 
 
 def package_versions(*packages: str) -> str:
@@ -107,8 +109,8 @@ def footer(env: Environment, rerun: str, failures: dict[str, str], notes: Sequen
         lines += ["", f"**{name} failed** (no figures invented for it):", "", "```", message.strip(), "```"]
     return [*lines, "", "Rerun:", "", "```", rerun, "```", "",
             f"Date: {env.date}. Machine: {env.nproc} CPUs (`nproc`), {env.cpu}, {env.kernel}, "
-            f"Python {env.python}; peers: {env.peers}. Load average (1 min) at start {env.load:.2f}, "
-            f"at end {os.getloadavg()[0]:.2f}.", ""]
+            f"Python {env.python}; peers: {env.peers}. TCP congestion control: {env.congestion_control}. "
+            f"Load average (1 min) at start {env.load:.2f}, at end {os.getloadavg()[0]:.2f}.", ""]
 
 
 def render(workloads: Sequence[Workload], contenders: Sequence[str], runs: Sequence[Run], *, seconds: int,
