@@ -3,11 +3,10 @@
 Every byte of those suites crosses loopback, where the round-trip time is a few microseconds. BBR sizes a
 sender's congestion window from the round-trip time, so on loopback the window stays at a few dozen
 segments (12 to 44 of 64 KiB on tgtd's socket, `ss -ti`, 2026-11-25) and the target's Data-In leaves as
-the client's ACKs come back. On a machine whose default is BBR, both clients then run slower than with
-Linux's usual CUBIC, and sanpath bench has spells of seconds at about two thirds of its rate (figures in
-BENCHMARKS.md). ``--congestion-control`` runs the benchmark in a network namespace of its own, whose
-loopback uses the algorithm asked for; the machine's setting is not touched, and the namespace goes when
-the benchmark exits.
+the client's ACKs come back. On this machine, whose default is BBR, both clients ran about 30% slower
+than with Linux's usual CUBIC (figures in BENCHMARKS.md). ``--congestion-control`` runs the benchmark in
+a network namespace of its own, whose loopback uses the algorithm asked for; the machine's setting is not
+touched, and the namespace goes when the benchmark exits.
 """
 
 from __future__ import annotations
