@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import ctypes
 import os
-import subprocess
 import threading
 from pathlib import Path
+
+from sanpath.lab import NetnsError, netns
 
 _CLONE_NEWNET = 0x40000000  # <sched.h>
 _CC = Path("/proc/sys/net/ipv4/tcp_congestion_control")  # of the reading process's network namespace
@@ -50,11 +51,7 @@ def private_loopback(algorithm: str) -> None:
     if libc.unshare(_CLONE_NEWNET) != 0:
         raise LoopbackError(f"unshare(CLONE_NEWNET) failed: {os.strerror(ctypes.get_errno())}")
     try:
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True, capture_output=True, text=True, timeout=30)
-    except FileNotFoundError:
-        raise LoopbackError("ip not found: install iproute2") from None
-    except subprocess.CalledProcessError as e:
-        raise LoopbackError(f"`ip link set lo up` failed in the new namespace: {e.stderr.strip()}") from None
+        netns.ip(None, "link", "set", "lo", "up")
+    except NetnsError as e:
+        raise LoopbackError(f"in the new namespace: {e}") from None
     _CC.write_text(algorithm)
-    if congestion_control() != algorithm:
-        raise LoopbackError(f"the new namespace kept {congestion_control()!r}, not {algorithm!r}")
