@@ -35,13 +35,17 @@ def congestion_control() -> str:
         return "unknown"
 
 
+def available() -> list[str]:
+    """The TCP congestion controls the kernel has loaded."""
+    return _AVAILABLE.read_text().split() if _AVAILABLE.exists() else []
+
+
 def private_loopback(algorithm: str) -> None:
     """Move this process (and every process it starts from now on) into a new network namespace with
     only loopback, up, and ``algorithm`` as its TCP congestion control."""
-    available = _AVAILABLE.read_text().split() if _AVAILABLE.exists() else []
-    if algorithm not in available:
+    if algorithm not in available():
         raise LoopbackError(f"TCP congestion control {algorithm!r} is not available here (available: "
-                            f"{' '.join(available) or 'none listed'}); load its module (modprobe tcp_{algorithm}) "
+                            f"{' '.join(available()) or 'none listed'}); load its module (modprobe tcp_{algorithm}) "
                             "or choose another")
     if os.geteuid() != 0:
         raise LoopbackError("--congestion-control needs root, to create a network namespace")

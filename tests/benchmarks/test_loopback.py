@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.loopback import LoopbackError, congestion_control, private_loopback
+from benchmarks.loopback import LoopbackError, available, congestion_control, private_loopback
 from sanpath.testing.lab import require_lab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,8 +31,7 @@ print(congestion_control(), client.getsockopt(socket.IPPROTO_TCP, socket.TCP_CON
 
 def _other_algorithm() -> str:
     """One the machine does not use, so that the switch shows (reno is always built in)."""
-    available = Path("/proc/sys/net/ipv4/tcp_available_congestion_control").read_text().split()
-    others = [a for a in available if a != congestion_control()]
+    others = [a for a in available() if a != congestion_control()]
     return others[0] if others else congestion_control()
 
 
