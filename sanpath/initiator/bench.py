@@ -382,7 +382,8 @@ class Bench:
 
     def _begin(self, slot: _Slot) -> bool:
         """Choose the slot's next I/O (stamping the data of a verified write); False when the run is over."""
-        if self.stopped or time.monotonic_ns() >= self.deadline:
+        now = time.monotonic_ns()
+        if self.stopped or now >= self.deadline:
             return False
         unit = self._next_unit()
         slot.unit, slot.offset, slot.gen = unit, self.spec.offset + unit * self.spec.bs, 0
@@ -393,7 +394,8 @@ class Bench:
             gen = self.gen[unit]
             slot.gen = gen + 1 if gen < _UNKNOWN - 1 else 1
             self.stamper.stamp(slot.wbuf, slot.offset // self.device.block_size, slot.gen)
-        slot.t0 = time.monotonic_ns()
+            now = time.monotonic_ns()  # the I/O starts after the stamping
+        slot.t0 = now
         return True
 
     def _end(self, slot: _Slot, error: BaseException | None) -> None:

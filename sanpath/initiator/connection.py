@@ -194,7 +194,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             dd = DIGEST_LENGTH if (self.data_digest and data_len) else 0
             d0 = s + hlen + hd
             if cls is P.DataIn and data_len:
-                data_in = P.DataIn.decode(bytes(buf[s : s + hlen]), b"")
+                data_in = P.DataIn.decode(view[s : s + hlen], b"")
                 dest = self.sink.data_in_buffer(data_in.itt)
                 if dest is not None and data_in.offset + data_len <= len(dest):
                     target = dest[data_in.offset : data_in.offset + data_len]

@@ -140,12 +140,15 @@ class ScsiCommand(Pdu):
         return out
 
     def encode_header(self) -> bytes:
-        ahs = self._ahs()
         flags = (0x80 if self.final else 0) | (0x40 if self.read else 0) | (0x20 if self.write else 0)
         flags |= self.attr & 0x07
-        cdb16 = self.cdb[:16].ljust(16, b"\0")
+        cdb = self.cdb
+        if len(cdb) <= 16 and self.bidi_read_length is None:  # the hot path: no AHS ("16s" pads the CDB)
+            return self._S.pack(self._b0(), flags, self._ahs_dsl(b""), self.lun, self.itt, self.edtl,
+                                self.cmdsn, self.expstatsn, cdb)
+        ahs = self._ahs()
         return self._S.pack(self._b0(), flags, self._ahs_dsl(ahs), self.lun, self.itt, self.edtl,
-                            self.cmdsn, self.expstatsn, cdb16) + ahs
+                            self.cmdsn, self.expstatsn, cdb[:16]) + ahs
 
     @classmethod
     def decode(cls, h: Data, data: Data) -> ScsiCommand:
