@@ -1,8 +1,9 @@
 """Initiator suite: ``sanpath bench`` against libiscsi's ``iscsi-perf`` on the same LUN, alternating.
 
-Both clients read the same LUN of the same target back to back (iscsi-perf first, the peer being the
-reference), for each workload and each target, over several rounds; the ratio is sanpath bench's median
-IOPS over iscsi-perf's. Both read the whole LUN (iscsi-perf always does; ``sanpath bench`` is given no
+Both clients read the same LUN of the same target back to back, for each workload and each target, over
+several rounds, in alternating order (iscsi-perf first in odd rounds, sanpath bench first in even ones), so
+that neither always runs on the heels of the other; the ratio is sanpath bench's median IOPS over
+iscsi-perf's. Both read the whole LUN (iscsi-perf always does; ``sanpath bench`` is given no
 ``--size``/``--offset``), one session each, at the same transfer size and queue depth. ``sanpath bench``
 runs without ``--verify``, so it writes nothing and has no prefill phase: both read the random bytes
 already in the backing file, and each result is checked to say so (no writes, the whole LUN read).
@@ -24,7 +25,7 @@ from .iscsi_perf import WORKLOADS, PerfError, PerfSample, Workload
 SECTION = "## Initiator: sanpath bench vs iscsi-perf"
 PEER = "iscsi-perf"
 OURS = "sanpath bench"
-CLIENTS = (PEER, OURS)  # the order within a cell
+CLIENTS = (PEER, OURS)  # the order within a cell in odd rounds (and the warm-up); even rounds reverse it
 GOALS = {"seq128k": 0.9, "rand4k": 0.5}  # issue 4: sanpath bench IOPS at least this times iscsi-perf's
 _MODES = {False: "read", True: "randread"}  # Workload.random -> sanpath bench --rw
 
@@ -70,11 +71,18 @@ def run(url: str, workload: Workload, transfer_bytes: int, seconds: int, lun_byt
     return parse(out, workload, transfer_bytes, lun_bytes)
 
 
+def order(round_no: int) -> tuple[str, str]:
+    """Who runs first in a round: the peer in odd rounds and the warm-up, sanpath bench in even rounds.
+    Alternating cancels what running second does to a client (the target's state, the machine's drift)."""
+    return CLIENTS if round_no % 2 or not round_no else (OURS, PEER)
+
+
 def run_suite(contenders: Sequence[Contender], plan: Sequence[tuple[int, int]], *, lun_bytes: int,
               say: Callable[[str], None], failure: Callable[[Contender, str, Exception], str]
               ) -> tuple[list[report.Run], dict[str, str]]:
-    """Every (round, seconds) of ``plan`` (round 0: warm-up): for each workload and target, iscsi-perf then
-    sanpath bench on that target's LUN. A client that fails on a target is not run there again."""
+    """Every (round, seconds) of ``plan`` (round 0: warm-up): for each workload and target, iscsi-perf and
+    sanpath bench on that target's LUN, in ``order(round)``. A client that fails on a target is not run
+    there again."""
     runs: list[report.Run] = []
     failures: dict[str, str] = {}
     rounds = max((r for r, _ in plan), default=0)
@@ -86,7 +94,7 @@ def run_suite(contenders: Sequence[Contender], plan: Sequence[tuple[int, int]], 
                 # times -b), so both clients move the same bytes per command
                 transfer = next((r.sample.transfer_bytes for r in reversed(runs)
                                  if r.workload == w and r.contender == c.name), w.blocks * 512)
-                for client in CLIENTS:
+                for client in order(round_no):
                     key = f"{client} on {c.name}"
                     if key in failures:
                         continue
@@ -110,8 +118,9 @@ def render(contenders: Sequence[str], runs: Sequence[report.Run], *, seconds: in
                for w in WORKLOADS}
     lines = [SECTION, "",
              f"Clients: libiscsi's `iscsi-perf` (C) and `sanpath bench` (this project's initiator, Python), "
-             f"one session each, on the same LUN of the same target, back to back: iscsi-perf then sanpath "
-             f"bench, for each workload and target, {rounds} rounds of {seconds} s after a warm-up run of each. "
+             f"one session each, on the same LUN of the same target, back to back in alternating order "
+             f"(iscsi-perf first in odd rounds, sanpath bench first in even ones), for each workload and "
+             f"target, {rounds} rounds of {seconds} s after a warm-up run of each. "
              f"Targets: tgtd (LUN 1) and the sanpath target (LUN 0), both serving one {lun_bytes // 2**20} MiB "
              "backing file of random bytes (os.urandom) on 127.0.0.1, so reads come from the page cache. Both "
              "clients read the whole LUN: iscsi-perf sequentially from LBA 0, wrapping, or at random LBAs "
