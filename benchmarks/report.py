@@ -26,7 +26,8 @@ INTRO = """# sanpath benchmarks
 
 How these figures are made: every benchmark runs sanpath and a peer side by side in the same run, on
 the same backing file, with the same C client, alternating the two (peer, sanpath, peer, sanpath, ...)
-over several rounds so that drift on the shared machine hits both. Each cell is the median of the
+over several rounds so that drift on the shared machine hits both; the initiator suite also alternates
+which of the two goes first (peer, sanpath, sanpath, peer, ...). Each cell is the median of the
 rounds; the ratio is sanpath's median over the peer's. Absolute numbers move from machine to machine
 and from hour to hour; the ratio is the figure to watch. Rerun with the command given in each section.
 """
