@@ -312,7 +312,8 @@ BUILTIN_DEVICES: tuple[DeviceSection, ...] = tuple(
         ("EqualLogic", "^EQLOGIC$", "", {"path_grouping_policy": "multibus", "rr_min_io": 3}),
         ("NetApp", "^NETAPP$", "^LUN", {"path_checker": "tur", "no_path_retry": "queue"}),
         # sanpath's own target: every profile answers REPORT TARGET PORT GROUPS (the portal profile with
-        # every port active/optimized, which makes one group), so alua + group_by_prio fits them all.
+        # every port active/optimized, which makes one group), so alua + group_by_prio fits them all. (The
+        # rdac profile answers INQUIRY as an LSI array, so the LSI/Engenio section above applies to it.)
         ("SANPATH", "^SANPATH$", "", {"prio": "alua", "path_grouping_policy": "group_by_prio",
                                       "path_checker": "tur"}),
     )

@@ -353,6 +353,10 @@ class LuProfile:
         return True
 
 
+VENDOR = "SANPATH"  # what sanpath's own LUs answer in standard INQUIRY
+PRODUCT = "VIRTUAL-DISK"
+
+
 class LogicalUnit:
     """A direct-access (SBC-3) logical unit over a BlockDevice backstore."""
 
@@ -362,8 +366,8 @@ class LogicalUnit:
         *,
         naa: bytes,
         serial: str,
-        vendor: str = "SANPATH",
-        product: str = "VIRTUAL-DISK",
+        vendor: str = VENDOR,
+        product: str = PRODUCT,
         revision: str = "0001",
         port_groups: Callable[[], Sequence[PortGroupInfo]] = _default_port_groups,
         read_only: bool = False,

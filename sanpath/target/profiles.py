@@ -24,7 +24,9 @@ The four profiles (the seed's advice turns on them):
     04h/0Ah), then queues ASYMMETRIC ACCESS STATE CHANGED (2Ah/06h) for every I_T nexus except the one
     that sent STPG (SPC-4 5.15.2.7). Standby gives NOT READY / 04h/0Bh, unavailable 04h/0Ch.
 ``rdac``
-    LSI/Engenio active/passive pair; see ``sanpath.target.rdac`` for the exact commands and sense.
+    LSI/Engenio active/passive pair; see ``sanpath.target.rdac`` for the exact commands and sense. Its
+    LUs answer INQUIRY as those arrays do (vendor ``LSI``, product ``INF-01-00``), so a multipath
+    configuration picks its LSI/Engenio device section (rdac handler, prio and checker) by itself.
 
 Ownership is kept per LU, so two LUs may be owned by different controllers. The controllers share the
 LU objects (and so the backstore): data written through one reads back through the other.
@@ -44,7 +46,7 @@ from ..scsi import constants as c
 from ..scsi.constants import AluaState, Opcode, Tpgs
 from .common import GOOD, CheckCondition, Command, Nexus, PortGroupInfo, ScsiResult, invalid_param
 from .config import LunSpec, TargetSpec, lun_naa, lun_serial
-from .lu import AluaGate, CommandInfo, LogicalUnit, LuProfile
+from .lu import PRODUCT, VENDOR, AluaGate, CommandInfo, LogicalUnit, LuProfile
 from .pr import Access
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,9 @@ STATE_NAMES: dict[int, str] = {
     AluaState.TRANSITIONING: "transitioning",
 }
 SET_TARGET_PORT_GROUPS = 0x0A  # MAINTENANCE OUT service action (SPC-4 6.45)
+# What LSI/Engenio (RDAC) arrays report in standard INQUIRY, and what multipath device tables match on
+RDAC_VENDOR = "LSI"
+RDAC_PRODUCT = "INF-01-00"
 STPG_FAILED: c.AscPair = (0x67, 0x0A)  # SET TARGET PORT GROUPS COMMAND FAILED
 
 
@@ -127,18 +132,20 @@ class Array:
     def _make_lu(self, lun: LunSpec, backstore: BlockDevice) -> LogicalUnit:
         serial = lun_serial(self.spec.iqn, lun)
         profile: LuProfile | None = None
+        vendor, product = VENDOR, PRODUCT
         if self.profile == "alua":
             profile = AluaProfile(self, lun.id)
         elif self.profile == "rdac":
             from .rdac import RdacProfile
 
             profile = RdacProfile(self, lun.id)
+            vendor, product = RDAC_VENDOR, RDAC_PRODUCT
         # No POWER ON unit attention for each new session: initiators that do not retry on UNIT
         # ATTENTION would fail their first command. Fault injection can turn it on.
         return LogicalUnit(backstore, naa=lun_naa(serial), serial=serial, port_groups=lambda: self.port_groups(lun.id),
                            read_only=lun.read_only, luns=lambda: sorted(self.luns), ua_on_new_nexus=False,
                            implicit_transition_time=min(255, round(self.spec.transition_time + 0.49)),
-                           profile=profile)
+                           profile=profile, vendor=vendor, product=product)
 
     # --- layout -----------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import pytest
 from sanpath.initiator.device import ScsiDevice
 from sanpath.initiator.discovery import DiscoveredTarget, discover
 from sanpath.initiator.session import Session, SessionConfig
+from sanpath.multipath.config import MultipathConfig
 from sanpath.scsi import cdb as C
 from sanpath.scsi.sense import parse_sense
 from sanpath.target.config import quick_config
@@ -259,6 +260,14 @@ async def test_rdac_passive_controller_fails_io_until_ownership_moves() -> None:
             sense = await a.command(C.mode_sense_10(page=0x2C, subpage=0x01, dbd=True, alloc=400), read_length=400)
             table = bytes(sense.data)[8 + 4 + 38 : 8 + 4 + 38 + 2]
             assert table == b"\x01\x01"  # both LUNs owned by the controller asked
+
+
+async def test_rdac_answers_inquiry_as_lsi_so_multipath_picks_rdac_settings() -> None:
+    async with array("rdac") as server, device(*controller_portal(server, "A"), IQN) as a:
+        inq = await a.inquiry()
+    assert (inq.vendor, inq.product) == ("LSI", "INF-01-00")
+    policy = MultipathConfig().resolve(inq.vendor, inq.product).policy()
+    assert (policy.handler, policy.prio, policy.path_checker) == ("rdac", "rdac", "rdac")
 
 
 async def test_rdac_owner_loss_moves_ownership() -> None:
