@@ -59,9 +59,6 @@ STATE_NAMES: dict[int, str] = {
     AluaState.TRANSITIONING: "transitioning",
 }
 SET_TARGET_PORT_GROUPS = 0x0A  # MAINTENANCE OUT service action (SPC-4 6.45)
-# What LSI/Engenio (RDAC) arrays report in standard INQUIRY, and what multipath device tables match on
-RDAC_VENDOR = "LSI"
-RDAC_PRODUCT = "INF-01-00"
 STPG_FAILED: c.AscPair = (0x67, 0x0A)  # SET TARGET PORT GROUPS COMMAND FAILED
 
 
@@ -136,7 +133,7 @@ class Array:
         if self.profile == "alua":
             profile = AluaProfile(self, lun.id)
         elif self.profile == "rdac":
-            from .rdac import RdacProfile
+            from .rdac import RDAC_PRODUCT, RDAC_VENDOR, RdacProfile
 
             profile = RdacProfile(self, lun.id)
             vendor, product = RDAC_VENDOR, RDAC_PRODUCT

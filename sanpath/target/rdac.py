@@ -70,6 +70,9 @@ from .pr import Access
 if TYPE_CHECKING:
     from .profiles import Array
 
+# What LSI/Engenio arrays answer in standard INQUIRY, and what multipath device tables match on
+RDAC_VENDOR = "LSI"
+RDAC_PRODUCT = "INF-01-00"
 NOT_OWNER: c.AscPair = (0x94, 0x01)  # vendor specific: invalid request due to current LU ownership
 BECOMING_READY: c.AscPair = (0x04, 0x01)  # LOGICAL UNIT IS IN PROCESS OF BECOMING READY
 LOCK_CONTENTION: c.AscPair = (0x91, 0x36)  # vendor specific: command lock contention
