@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .attach import AttachService, NbdEndpoint
 from .export.nbd.client import NbdClient
+from .host.attach import AttachService, NbdEndpoint
 from .initiator.bench import Bench, BenchResult, BenchSpec
 from .initiator.session import SessionConfig
 from .multipath.device import MultipathDevice

@@ -15,10 +15,10 @@ import click
 
 from .. import control
 from ..errors import SanpathError
+from ..multipath.config import policy_source
 from ..multipath.discovery import MultipathSpec
 from ..multipath.status import render_topology
 from .initiator import _opts, connection_options, fail, session_config
-from .multipath import policy_source
 
 
 @click.command()
@@ -37,7 +37,7 @@ def attach(targets: str, iqn: str, scsi_id: str | None, config_path: str | None,
            nbd: str, control_path: str | None, read_only: bool, **kw: Any) -> None:
     """Log in to every path of a LUN, build its multipath device and export it over NBD until SIGTERM or
     Ctrl-C; then drain what is in flight, flush and log out. --source takes one address per storage NIC."""
-    from ..attach import AttachService, NbdEndpoint
+    from ..host.attach import AttachService, NbdEndpoint
 
     opts = _opts(kw)
     try:

@@ -9,8 +9,13 @@ import click
 from .. import __version__
 from .attach import attach, status
 from .demo import demo
+from .host import host
 from .initiator import COMMANDS as INITIATOR_COMMANDS
 from .lab import lab
+from .pbd import pbd
+from .pif import pif
+from .pool import pool
+from .sr import sr
 from .target import target
 
 
@@ -28,6 +33,8 @@ cli.add_command(attach)
 cli.add_command(status)
 cli.add_command(target)
 cli.add_command(lab)
+for _group in (pool, host, pif, sr, pbd):
+    cli.add_command(_group)
 for _command in INITIATOR_COMMANDS:
     cli.add_command(_command)
 

@@ -11,26 +11,13 @@ from typing import Any
 from ..errors import ConfigError
 from ..initiator.bench import BenchResult, BenchSpec
 from ..initiator.session import SessionConfig
-from ..multipath import config as mpconfig
+from ..multipath.config import policy_source
 from ..multipath.device import MultipathDevice
 from ..multipath.discovery import MultipathSpec, assemble
 from ..multipath.monitor import PathMonitor
 from ..multipath.path import Path, PathEvent
-from ..multipath.policy import Policy
 from ..multipath.sessions import SessionPool
 from ..multipath.status import render, topology
-
-
-def policy_source(config_path: str | None, assignments: list[str]) -> Any:
-    """(vendor, product) -> Policy, from the built-in sections, the file and the command line."""
-    conf = mpconfig.load(config_path) if config_path else mpconfig.parse({})
-    overrides = mpconfig.parse_assignments(assignments)
-
-    def policy_for(vendor: str, product: str) -> Policy:
-        return conf.resolve(vendor, product, overrides).policy()
-
-    policy_for("", "")  # bad keys or values fail here, before any login
-    return policy_for
 
 
 async def open_multipath(base: SessionConfig, targets: str, iqn: str, scsi_id: str | None, sources: str,

@@ -425,3 +425,15 @@ def parse_assignments(items: Iterable[str]) -> dict[str, str]:
             raise ConfigError(item, "write KEY=VALUE, e.g. no_path_retry=fail")
         out[canonical_key("command line ", name.strip())] = value.strip()
     return out
+
+
+def policy_source(config_path: str | None, assignments: list[str]) -> Callable[[str, str], Policy]:
+    """(vendor, product) -> Policy, from the built-in sections, the file and the command line."""
+    conf = load(config_path) if config_path else parse({})
+    overrides = parse_assignments(assignments)
+
+    def policy_for(vendor: str, product: str) -> Policy:
+        return conf.resolve(vendor, product, overrides).policy()
+
+    policy_for("", "")  # bad keys or values fail here, before any login
+    return policy_for

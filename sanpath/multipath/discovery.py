@@ -99,7 +99,8 @@ async def build_devices(records: Sequence[DiscoveredTarget], spec: MultipathSpec
     the array's vendor and product (multipath.conf device sections)."""
     policy_for: PolicyFor = policy if callable(policy) else (lambda vendor, product: policy)
     session_policy = policy_for("", "")  # liveness and timeouts for the logins
-    paths = await asyncio.gather(*(_login(r, spec, base, session_policy, pool) for r in records))
+    paths = await asyncio.gather(*(login_paths(r, pick_source(r.address, spec.sources), base, session_policy, pool)
+                                   for r in records))
     by_wwid: dict[str, list[Path]] = {}
     for group in paths:
         for path in group:
@@ -109,31 +110,33 @@ async def build_devices(records: Sequence[DiscoveredTarget], spec: MultipathSpec
             found = ", ".join(sorted(by_wwid)) or "none"
             raise ConfigError("--scsi-id", f"no LUN with SCSIid {spec.scsi_id}; found: {found}")
         by_wwid = {spec.scsi_id: by_wwid[spec.scsi_id]}
-    devices = []
-    for wwid, members in sorted(by_wwid.items()):
-        sizes = {(p.device.size, p.device.block_size) for p in members
-                 if p.device is not None and p.device.capacity is not None}
-        if not sizes:
-            raise SanpathError(f"{wwid}: every path is standby or passive, so the capacity is unknown; "
-                               "activate a controller (or use the rdac handler) and try again")
-        if len(sizes) != 1:
-            detail = ", ".join(f"{p.name}: {p.device.size if p.device else '?'} bytes" for p in members)
-            raise SanpathError(f"paths to {wwid} disagree on capacity or block size ({detail}); refusing "
-                               "to build a device over them")
-        size, block_size = sizes.pop()
-        known = next(p.device.capacity for p in members if p.device is not None and p.device.capacity is not None)
-        for p in members:
-            if p.device is not None and p.device.capacity is None:
-                p.device.capacity = known
-        vendor, product = members[0].vendor, members[0].product
-        devices.append(MultipathDevice(wwid, members, policy_for(vendor, product), size=size, block_size=block_size))
-    return devices
+    return [fold_device(wwid, members, policy_for) for wwid, members in sorted(by_wwid.items())]
 
 
-async def _login(record: DiscoveredTarget, spec: MultipathSpec, base: SessionConfig, policy: Policy,
-                 pool: SessionPool) -> list[Path]:
-    """One session to one portal; one path per LUN behind it. A portal that fails gives no path (logged)."""
-    source = pick_source(record.address, spec.sources)
+def fold_device(wwid: str, members: list[Path], policy_for: PolicyFor) -> MultipathDevice:
+    """One device over the paths to ``wwid``; refused when they disagree on capacity or block size."""
+    sizes = {(p.device.size, p.device.block_size) for p in members
+             if p.device is not None and p.device.capacity is not None}
+    if not sizes:
+        raise SanpathError(f"{wwid}: every path is standby or passive, so the capacity is unknown; "
+                           "activate a controller (or use the rdac handler) and try again")
+    if len(sizes) != 1:
+        detail = ", ".join(f"{p.name}: {p.device.size if p.device else '?'} bytes" for p in members)
+        raise SanpathError(f"paths to {wwid} disagree on capacity or block size ({detail}); refusing "
+                           "to build a device over them")
+    size, block_size = sizes.pop()
+    known = next(p.device.capacity for p in members if p.device is not None and p.device.capacity is not None)
+    for p in members:
+        if p.device is not None and p.device.capacity is None:
+            p.device.capacity = known
+    vendor, product = members[0].vendor, members[0].product
+    return MultipathDevice(wwid, members, policy_for(vendor, product), size=size, block_size=block_size)
+
+
+async def login_paths(record: DiscoveredTarget, source: str | None, base: SessionConfig, policy: Policy,
+                      pool: SessionPool) -> list[Path]:
+    """One session to one portal from ``source``; one path per disk LUN behind it. A portal that fails
+    gives no path (logged)."""
     config = dataclasses.replace(base, host=record.address, port=record.port, target=record.iqn, source=source,
                                  nop_interval=policy.nop_interval, nop_timeout=policy.nop_timeout,
                                  command_timeout=policy.command_timeout, reconnect=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -50,13 +51,19 @@ def serve_target(*args: str, timeout: float = 20.0, prefix: Sequence[str] = ()) 
     assert proc.stdout is not None
     try:
         control = ""
-        for line in _lines(proc.stdout.fileno(), time.monotonic() + timeout):
+        deadline = time.monotonic() + timeout
+        for line in _lines(proc.stdout.fileno(), deadline):
             if c := _CONTROL.match(line):
                 control = c.group(1)
             if m := _READY.match(line):
                 iqns = tuple(m.group(1).split(","))
                 yield RunningTarget(iqns[0], tuple(m.group(2).split()), proc, log.name, control, iqns)
                 return
+        if deadline - time.monotonic() > 0:
+            # end of file before the deadline: the child closed its output, so it is exiting; its exit
+            # status may lag the end of file by a moment on a loaded machine
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
         log.seek(0)
         state = "exited" if proc.poll() is not None else f"not ready within {timeout:g} s"
         raise RuntimeError(f"sanpath target serve {state}; its log: {log.read()[-2000:]}")

@@ -16,14 +16,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import control
-from .export.nbd.server import NbdServer
-from .initiator.session import SessionConfig
-from .multipath.device import MultipathDevice
-from .multipath.discovery import MultipathSpec, PolicyFor, assemble
-from .multipath.monitor import PathMonitor
-from .multipath.sessions import SessionPool
-from .multipath.status import topology
+from .. import control
+from ..export.nbd.server import NbdServer
+from ..initiator.session import SessionConfig
+from ..multipath.device import MultipathDevice
+from ..multipath.discovery import MultipathSpec, PolicyFor, assemble
+from ..multipath.monitor import PathMonitor
+from ..multipath.sessions import SessionPool
+from ..multipath.status import topology
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class NbdEndpoint:
 
     @classmethod
     def parse(cls, text: str) -> NbdEndpoint:
-        from .errors import ConfigError
+        from ..errors import ConfigError
 
         if text.startswith("unix:") and len(text) > 5:
             return cls("unix", path=text[5:])
@@ -95,7 +95,7 @@ class AttachService:
         """Everything up; returns the NBD URI."""
         devices = await assemble(self.spec, self.base, self.policy, self.pool)
         if len(devices) > 1:
-            from .errors import ConfigError
+            from ..errors import ConfigError
 
             ids = ", ".join(d.wwid for d in devices)
             await self.pool.close()

@@ -1,0 +1,244 @@
+"""The data-path process of one plugged PBD (``python -m sanpath.host.pbd``), started by the host daemon.
+
+It reads its spec as one JSON object on stdin (so that CHAP secrets are never in its arguments or
+environment), logs in to every expected path at once, builds the multipath device over the paths that
+answered, exports it over NBD on the SR's stable unix socket, and prints one JSON line on stdout:
+``{"ready": true, "nbd": URI, ...}`` or ``{"ready": false, "error": NAME, "message": ...}``. A path that did
+not answer at plug is logged in again by itself, per portal, with backoff, until it does; the path count's
+max is the number of expected paths from the start, so a dead portal shows as a missing path.
+
+It runs in a session of its own, so that the daemon can die (even by kill -9) while I/O goes on; a new
+daemon finds it again through its control socket, whose ``status`` answer names the PBD and the pid.
+
+Spec keys: pbd, sr, scsi_id, paths [{source, host, port, iqn, routed}], initiator_name, chap
+{user, secret}, mutual {user, secret}, settings ["key=value", ...] (multipath settings), nbd (socket
+path), control (socket path), login_timeout, multipathed.
+
+Control requests: ``{"op": "status"}`` and ``{"op": "stop"}`` (drain, flush, log out, exit 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from .. import control
+from ..errors import SanpathError
+from ..export.nbd.server import NbdServer
+from ..initiator.discovery import DiscoveredTarget
+from ..initiator.session import SessionConfig
+from ..iscsi.auth import ChapCredentials
+from ..multipath.config import policy_source
+from ..multipath.device import MultipathDevice
+from ..multipath.discovery import PolicyFor, fold_device, login_paths
+from ..multipath.monitor import PathMonitor
+from ..multipath.path import Path
+from ..multipath.sessions import SessionPool
+from ..multipath.status import topology
+from .attach import NbdEndpoint, Throughput
+
+log = logging.getLogger(__name__)
+RELOGIN_MAX = 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedPath:
+    """A path the PBD should have: from ``source`` (a storage PIF's address, or None for the routing
+    table's choice) to the portal ``host:port`` of target ``iqn``."""
+
+    host: str
+    port: int
+    iqn: str
+    source: str | None = None
+    routed: bool = False  # the portal is in no storage PIF's subnet: the route lookup picks the NIC
+
+    @property
+    def name(self) -> str:
+        via = f"{self.source}->" if self.source else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{via}{host}:{self.port}/{self.iqn}"
+
+
+class PbdService:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self.pbd = str(spec["pbd"])
+        self.scsi_id = str(spec["scsi_id"])
+        self.expected = [ExpectedPath(p["host"], int(p["port"]), p["iqn"], p.get("source"), bool(p.get("routed")))
+                         for p in spec["paths"]]
+        self.policy_for: PolicyFor = policy_source(None, list(spec.get("settings", [])))
+        self.base = SessionConfig(host="", initiator_name=spec["initiator_name"], chap=_chap(spec.get("chap")),
+                                  mutual=_chap(spec.get("mutual")),
+                                  login_timeout=float(spec.get("login_timeout", 3.0)))
+        self.pool = SessionPool()
+        self.device: MultipathDevice | None = None
+        self.monitor: PathMonitor | None = None
+        self.export: NbdServer | None = None
+        self.nbd = NbdEndpoint("unix", path=spec["nbd"])
+        self.control = control.JsonLineServer(spec["control"], self.handle)
+        self.throughput = Throughput()
+        self.stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._live: dict[ExpectedPath, list[Path]] = {}
+
+    async def _open(self, want: ExpectedPath) -> list[Path]:
+        """The paths to our LUN through one expected path (empty when it does not answer)."""
+        policy = self.policy_for("", "")
+        record = DiscoveredTarget(want.host, want.port, 1, want.iqn)
+        paths = await login_paths(record, want.source, self.base, policy, self.pool)
+        mine = [p for p in paths if p.wwid == self.scsi_id]
+        if paths and not mine:
+            log.warning("%s: no LUN %s behind it (found %s)", want.name, self.scsi_id, ", ".join(p.wwid for p in paths))
+        return mine
+
+    async def start(self) -> str:
+        found = await asyncio.gather(*(self._open(w) for w in self.expected))
+        members = [p for group in found for p in group]
+        if not members:
+            raise PlugError("ISCSITarget", f"no path to LUN {self.scsi_id} answered; tried "
+                            + ", ".join(w.name for w in self.expected))
+        self.device = fold_device(self.scsi_id, members, self.policy_for)
+        self.device.max_paths = max(len(self.expected), len(members))
+        self.monitor = PathMonitor(self.device, self.pool)
+        self.monitor.start()
+        loop = asyncio.get_running_loop()
+        for want, group in zip(self.expected, found, strict=True):
+            self._live[want] = group
+            if not group:
+                self._tasks.append(loop.create_task(self._login_later(want)))
+        self.export = NbdServer(self.device, self.device.wwid)
+        await self.export.start_unix(self.nbd.path)
+        await self.control.start()
+        self._tasks.append(loop.create_task(self._sample()))
+        return self.nbd.uri(self.device.wwid)
+
+    async def _login_later(self, want: ExpectedPath) -> None:
+        """A path that was down at plug: log in again with backoff until it answers, then add it."""
+        delay = 0.5
+        while not self.stopping.is_set():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RELOGIN_MAX)
+            try:
+                paths = await self._open(want)
+            except SanpathError as e:
+                log.info("%s: still down: %s", want.name, e)
+                continue
+            if not paths:
+                continue
+            assert self.device is not None and self.monitor is not None
+            for path in paths:
+                if path.device is None or path.device.size != self.device.size:
+                    log.error("%s: refused: its LUN %s has another size", want.name, self.scsi_id)
+                    return
+                self.device.add_path(path)
+                self.monitor.watch(path)
+            self._live[want] = paths
+            self.device.choose_group()
+            return
+
+    async def _sample(self) -> None:
+        while True:
+            if self.device is not None:
+                self.throughput.sample(self.device)
+            await asyncio.sleep(1.0)
+
+    def status(self) -> dict[str, Any]:
+        assert self.device is not None and self.export is not None
+        st = topology(self.device, events=20)
+        st["throughput"] = self.throughput.rates
+        st["nbd"] = self.nbd.uri(self.device.wwid)
+        st["pbd"] = self.pbd
+        st["multipathed"] = bool(self.spec.get("multipathed", True))
+        st["pid"] = os.getpid()
+        st["nbd_clients"] = len(self.export.connections)
+        st["iscsi_sessions"] = sum(1 for s in self.pool.current.values() if s.logged_in)
+        st["expected"] = [{"name": w.name, "source": w.source, "portal": f"{w.host}:{w.port}", "iqn": w.iqn,
+                           "routed": w.routed, "logged_in": bool(self._live.get(w))} for w in self.expected]
+        return st
+
+    async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        op = req.get("op")
+        if op == "status":
+            if self.device is None or self.export is None:
+                return {"ok": False, "error": "not plugged yet"}
+            return {"ok": True, "status": self.status()}
+        if op == "stop":
+            self.stopping.set()
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown op {op!r}; use status or stop"}
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        if self.export is not None:
+            await self.export.close()
+        if self.device is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.device.flush(), 30)
+        if self.monitor is not None:
+            await self.monitor.stop()
+        await self.control.stop()
+        await self.pool.close()
+
+
+class PlugError(SanpathError):
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+def _chap(value: dict[str, str] | None) -> ChapCredentials | None:
+    return ChapCredentials(value["user"], value["secret"].encode()) if value else None
+
+
+def _say(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+async def _main(spec: dict[str, Any]) -> int:
+    service = PbdService(spec)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, service.stopping.set)
+    try:
+        uri = await service.start()
+    except PlugError as e:
+        _say({"ready": False, "error": e.name, "message": str(e)})
+        await service.stop()
+        return 1
+    except SanpathError as e:
+        _say({"ready": False, "error": "ISCSIDevice", "message": str(e)})
+        await service.stop()
+        return 1
+    assert service.device is not None
+    active, maximum = service.device.counts()
+    _say({"ready": True, "nbd": uri, "pid": os.getpid(), "control": service.control.path,
+          "mpath": [active, maximum]})
+    await service.stopping.wait()
+    await service.stop()
+    return 0
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        spec = json.loads(sys.stdin.readline())
+        spec["paths"] = [dataclasses.asdict(ExpectedPath(**p)) for p in spec["paths"]]  # refuse unknown keys
+    except (ValueError, TypeError, KeyError) as e:
+        _say({"ready": False, "error": "VALUE_INVALID", "message": f"bad spec on stdin: {e}"})
+        sys.exit(2)
+    sys.exit(asyncio.run(_main(spec)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""The host daemon's loops: the reconciler (desired PBD state in the store -> one data-path process per
+plugged PBD of this host), the reporter (what those processes see -> the PBD's other-config: path
+counts, sessions, the export), and the host's own rows (heartbeat, PIFs from netlink).
+
+The reconciler is the only writer of ``currently_attached`` and of the PBD's reported keys. A plug
+request that fails is recorded on the PBD (``error``) and the PBD is left unplugged; a data-path process
+that dies while its PBD should be plugged is restarted with backoff, and each restart is a message."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from . import netlink
+from .errors import XenError
+from .pathplan import plan_paths
+from .poolkey import PoolKey
+from .store import Store
+from .store.model import PBD, Host
+from .supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+HEARTBEAT = 2.0  # seconds between the host's reports; three missed ones make it unreachable
+RECONCILE = 0.25
+RESTART_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+REPORTED = ("multipathed", "iscsi_sessions", "nbd", "nbd_clients", "paths")
+
+
+def link_rows() -> list[dict[str, Any]]:
+    return [{"device": link.name, "mac": link.mac, "mtu": link.mtu, "carrier": link.carrier, "kind": link.kind,
+             "master": link.master, "addresses": list(link.addresses)} for link in netlink.read_links()]
+
+
+class HostDaemon:
+    def __init__(self, store: Store, key: PoolKey, host: Host, supervisor: Supervisor) -> None:
+        self.store = store
+        self.key = key
+        self.host = host
+        self.supervisor = supervisor
+        self.wake = asyncio.Event()
+        self._restarts: dict[str, int] = {}
+        self._next_start: dict[str, float] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        for dp in await self.supervisor.adopt():
+            await self.store.add_message("PBD_DATAPATH_ADOPTED", 5, "PBD", dp.pbd, {"pid": dp.pid},
+                                         f"the daemon adopted the running data-path process {dp.pid}")
+        await self.refresh_host()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._loop(self.refresh_host, HEARTBEAT)),
+                       loop.create_task(self._loop(self.reconcile, RECONCILE))]
+
+    async def stop(self) -> None:
+        """The daemon stops; the data-path processes go on (a new daemon adopts them)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _loop(self, work: Any, interval: float) -> None:
+        while True:
+            try:
+                await work()
+            except Exception:  # the store may be away for a while: I/O goes on, and so do we
+                log.exception("%s failed; retrying", getattr(work, "__name__", work))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), interval)
+            self.wake.clear()
+
+    async def refresh_host(self) -> None:
+        rows = await asyncio.to_thread(link_rows)
+        await self.store.sync_pifs(self.host.uuid, rows)
+        self.host = await self.store.update_host(self.host.uuid, heartbeat=time.time())
+
+    # --- reconciler ------------------------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        pbds = await self.store.pbds(host_uuid=self.host.uuid)
+        mine = {p.uuid for p in pbds}
+        for pbd in pbds:
+            await self._reconcile_one(pbd)
+        for uuid in list(self.supervisor.running):
+            if uuid not in mine:  # its SR was forgotten behind our back: stop serving it
+                await self.supervisor.stop(uuid)
+
+    async def _reconcile_one(self, pbd: PBD) -> None:
+        fresh = pbd.observed_generation < pbd.generation  # a plug or unplug request not acted on yet
+        status = await self.supervisor.status(pbd.uuid) if pbd.uuid in self.supervisor.running else None
+        if not pbd.plugged:
+            if pbd.uuid in self.supervisor.running:
+                await self.supervisor.stop(pbd.uuid)
+            if fresh or pbd.currently_attached:
+                other = {k: v for k, v in pbd.other_config.items() if k not in REPORTED and not k.startswith("mpath-")}
+                await self.store.update_pbd(pbd.uuid, currently_attached=False, other_config=other, error={},
+                                            observed_generation=pbd.generation)
+            return
+        if status is not None:
+            await self._report(pbd, status, fresh)
+            return
+        if pbd.uuid in self.supervisor.running and not self.supervisor.gone(pbd.uuid):
+            return  # alive but slow to answer: judged again next round
+        if not fresh:
+            if pbd.currently_attached:  # it was serving and died
+                await self._died(pbd)
+            if time.monotonic() < self._next_start.get(pbd.uuid, 0.0):
+                return
+        await self._start(pbd, fresh)
+
+    async def _died(self, pbd: PBD) -> None:
+        n = self._restarts.get(pbd.uuid, 0)
+        delay = RESTART_BACKOFF[min(n, len(RESTART_BACKOFF) - 1)]
+        self._restarts[pbd.uuid] = n + 1
+        self._next_start[pbd.uuid] = time.monotonic() + delay
+        self.supervisor.forget(pbd.uuid)
+        await self.store.update_pbd(pbd.uuid, currently_attached=False)
+        await self.store.add_message("PBD_DATAPATH_RESTARTED", 3, "PBD", pbd.uuid,
+                                     {"host": self.host.uuid, "restart": n + 1, "delay": delay},
+                                     f"the data-path process of PBD {pbd.uuid} on {self.host.name_label} exited; "
+                                     f"restart {n + 1} in {delay:g} s")
+        log.warning("PBD %s: data-path process gone; restart %d in %g s", pbd.uuid, n + 1, delay)
+
+    async def _start(self, pbd: PBD, fresh: bool) -> None:
+        try:
+            spec = await self.spec(pbd)
+            dp = await self.supervisor.start(pbd.uuid, spec)
+        except XenError as e:
+            log.warning("PBD %s: plug failed: %s", pbd.uuid, e)
+            if fresh:  # the admin's plug failed: say why and leave it unplugged
+                await self.store.update_pbd(pbd.uuid, plugged=False, currently_attached=False, error=e.to_json(),
+                                            observed_generation=pbd.generation)
+            else:  # keeping it plugged: try again later
+                await self.store.update_pbd(pbd.uuid, error=e.to_json())
+                n = self._restarts.get(pbd.uuid, 0)
+                self._restarts[pbd.uuid] = n + 1
+                self._next_start[pbd.uuid] = time.monotonic() + RESTART_BACKOFF[min(n, len(RESTART_BACKOFF) - 1)]
+            return
+        status = await self.supervisor.status(dp.pbd)
+        if status is not None:
+            self._restarts.pop(pbd.uuid, None)
+            await self._report(pbd, status, True)
+
+    async def _report(self, pbd: PBD, status: dict[str, Any], fresh: bool) -> None:
+        """The process's view -> the PBD's other-config, written only when something changed."""
+        active, maximum = status["mpath_counts"]
+        key = f"mpath-{status['wwid']}"
+        other = {k: v for k, v in pbd.other_config.items() if k not in REPORTED and not k.startswith("mpath-")}
+        if pbd.currently_attached and key in pbd.other_config:  # the max never decreases while plugged
+            with contextlib.suppress(ValueError, IndexError):
+                maximum = max(maximum, int(pbd.other_config[key].strip("[]").split(",")[1]))
+        other.update({
+            "multipathed": "true" if status.get("multipathed", True) else "false",
+            "iscsi_sessions": str(status["iscsi_sessions"]),
+            key: f"[{active}, {maximum}]",
+            "nbd": status["nbd"],
+            "nbd_clients": str(status["nbd_clients"]),
+            "paths": [{"name": p["name"], "routed": p["routed"], "logged_in": p["logged_in"]}
+                      for p in status["expected"]],
+        })
+        if fresh or other != pbd.other_config or not pbd.currently_attached or pbd.error:
+            await self.store.update_pbd(pbd.uuid, currently_attached=True, other_config=other, error={},
+                                        observed_generation=pbd.generation)
+
+    # --- the data-path spec ----------------------------------------------------------------------------
+
+    async def spec(self, pbd: PBD) -> dict[str, Any]:
+        sr = await self.store.sr(pbd.sr_uuid)
+        host = await self.store.host(self.host.uuid)
+        dc = pbd.device_config
+        multihomed = dc.get("multihomed", "auto")
+        multihome = host.multipathing if multihomed == "auto" else multihomed == "true"
+        portals = [(str(a), int(p), str(i)) for a, p, i in sr.sm_config.get("portals", [])]
+        if not multihome:
+            given = {t.strip().split(":")[0] for t in dc.get("target", "").split(",")}
+            portals = [p for p in portals if p[0] in given][:1] or portals[:1]
+        paths = plan_paths(portals, await self.store.pifs(host.uuid))
+        settings = [f"handler={host.multipath_handle}"]
+        if host.multipath_handle == "rdac":
+            settings += ["prio=rdac", "path_checker=rdac", "path_grouping_policy=group_by_prio"]
+        spec: dict[str, Any] = {
+            "sr": sr.uuid, "scsi_id": sr.scsi_id, "paths": paths, "initiator_name": dc.get("localIQN") or host.iqn,
+            "settings": settings, "nbd": self.supervisor.nbd_path(sr.scsi_id), "login_timeout": 3.0,
+            "multipathed": multihome,
+        }
+        if dc.get("chapuser"):
+            spec["chap"] = {"user": dc["chapuser"], "secret": await self._secret(dc["chappassword_secret"])}
+        if dc.get("incoming_chapuser"):
+            spec["mutual"] = {"user": dc["incoming_chapuser"],
+                              "secret": await self._secret(dc["incoming_chappassword_secret"])}
+        return spec
+
+    async def _secret(self, uuid: str) -> str:
+        return self.key.decrypt(await self.store.secret(uuid)).decode()

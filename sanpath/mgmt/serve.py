@@ -1,0 +1,165 @@
+"""``sanpath host serve``: open the pool store, find or create this host's row, adopt the data-path
+processes still running, start the reconciler, and serve the API on a root-only unix socket (and on
+TCP with TLS and a bearer token when asked) until SIGTERM. Stopping the daemon leaves the data-path
+processes running: a new daemon adopts them, and I/O never waits for the management plane."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import ssl
+import sys
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import uvicorn
+
+from . import places
+from .api import build_app
+from .daemon import HostDaemon
+from .errors import XenError
+from .identity import generate_iqn
+from .poolkey import PoolKey
+from .store import Store
+from .store.model import Host
+from .supervisor import Supervisor
+from .workflow import Workflow
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield  # the daemon handles SIGTERM and SIGINT itself, for both of its servers
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    db: str | None = None
+    pool_key: str | None = None
+    name: str | None = None
+    api: str | None = None  # unix:PATH
+    api_tcp: str | None = None  # ADDR:PORT
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    token_file: str | None = None
+
+
+async def open_pool(db: str | None, key_path: str | None) -> tuple[Store, PoolKey]:
+    """The store and its pool key. With neither given, the embedded default: a SQLite store and a key in
+    the state directory, the pool created on first start."""
+    store = await Store.open(db or places.default_db())
+    try:
+        pool = await store.pool()
+        path = key_path or places.default_key()
+        if pool is None:
+            if db is not None and key_path is None:
+                raise XenError("POOL_NOT_INITIALISED", f"the store {db} holds no pool",
+                               advice="Create it first: sanpath pool create --db URL --key-file FILE, then "
+                                      "give --pool-key FILE.")
+            key = PoolKey.load(path) if os.path.exists(path) else PoolKey.create(path)
+            await store.create_pool("sanpath pool", key)
+            return store, key
+        key = PoolKey.load(path)
+        key.verify(pool.key_check)
+        return store, key
+    except BaseException:
+        await store.close()
+        raise
+
+
+async def find_host(store: Store, name: str) -> Host:
+    for h in await store.hosts():
+        if h.name_label == name:
+            return h
+    return await store.add_host(name, generate_iqn())
+
+
+def _unix_path(api: str) -> str:
+    if not api.startswith("unix:") or len(api) <= 5:
+        raise XenError("VALUE_INVALID", f"--api {api!r}: write unix:PATH", api)
+    return api[5:]
+
+
+def _tcp(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise XenError("VALUE_INVALID", f"--api-tcp {address!r}: write ADDR:PORT, e.g. 127.0.0.1:8443", address)
+    return host.strip("[]"), int(port)
+
+
+def _token(path: str) -> str:
+    if os.path.exists(path):
+        with open(path) as f:
+            return f.read().strip()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
+    store, key = await open_pool(opts.db, opts.pool_key)
+    try:
+        host = await find_host(store, opts.name or socket.gethostname())
+        supervisor = Supervisor(places.run_dir())
+        daemon = HostDaemon(store, key, host, supervisor)
+        workflow = Workflow(store, key)
+        await daemon.start()
+        servers = [await _serve_unix(build_app(daemon, workflow), _unix_path(opts.api or places.default_api()))]
+        if opts.api_tcp:
+            if not (opts.tls_cert and opts.tls_key):
+                raise XenError("VALUE_INVALID", "--api-tcp needs --tls-cert and --tls-key: the API is never "
+                               "offered over TCP in clear", opts.api_tcp)
+            token = _token(opts.token_file or os.path.join(places.state_dir(), "api.token"))
+            servers.append(await _serve_tcp(build_app(daemon, workflow, token=token), *_tcp(opts.api_tcp),
+                                            opts.tls_cert, opts.tls_key))
+        api = opts.api or places.default_api()
+        tcp = f" api-tcp https://{opts.api_tcp}" if opts.api_tcp else ""
+        print(f"sanpath host serve ready: host {host.name_label} ({host.uuid}) iqn {host.iqn} api {api}{tcp}",
+              flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        print("sanpath host serve: stopping (the data-path processes go on)", file=sys.stderr, flush=True)
+        for server, task in servers:
+            server.should_exit = True
+            await task
+        await daemon.stop()
+    finally:
+        await store.close()
+
+
+async def _serve_unix(app: object, path: str) -> tuple[_Server, asyncio.Task[None]]:
+    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # left by a daemon that died; the data-path sockets are elsewhere
+    old = os.umask(0o177)
+    try:
+        return await _start(uvicorn.Config(app, uds=path, log_level="warning", lifespan="off"))  # type: ignore[arg-type]
+    finally:
+        os.umask(old)
+
+
+async def _serve_tcp(app: object, host: str, port: int, cert: str, key: str) -> tuple[_Server, asyncio.Task[None]]:
+    return await _start(uvicorn.Config(app, host=host, port=port, ssl_certfile=cert, ssl_keyfile=key,  # type: ignore[arg-type]
+                                       ssl_version=ssl.PROTOCOL_TLS_SERVER, log_level="warning", lifespan="off"))
+
+
+async def _start(config: uvicorn.Config) -> tuple[_Server, asyncio.Task[None]]:
+    server = _Server(config)
+    task = asyncio.get_running_loop().create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # raises what stopped it (address in use, bad certificate)
+            raise XenError("VALUE_INVALID", "the API server stopped before it started")
+        await asyncio.sleep(0.02)
+    return server, task

@@ -1,0 +1,6 @@
+"""The pool store (SQLAlchemy 2, async; Alembic migrations): a SQLite file by default, PostgreSQL for a
+pool of many hosts. ``Store`` owns every row; ``paths`` says where the default store and key live."""
+
+from .store import Store
+
+__all__ = ["Store"]

@@ -1,0 +1,291 @@
+"""The pool store: the one owner of the pool's rows. Every change is one transaction through a method
+here; callers get detached row objects, never a session. SQLite (one host, the default) and PostgreSQL
+(a pool of many hosts) behave the same: uniqueness (one SR per SCSIid, one PBD per SR and host, unique
+IQNs) is enforced by the schema, so two racing requests cannot both win on either store."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, select, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from ..errors import XenError
+from ..poolkey import PoolKey
+from .model import PBD, PIF, SR, Base, Host, Message, Pool, Secret, new_uuid
+
+T = TypeVar("T", bound=Base)
+_MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
+_MIGRATION_LOCK = 0x5A4E5041  # PostgreSQL advisory lock held while one daemon migrates
+
+
+def _migrate(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"))
+    cfg = Config()
+    cfg.set_main_option("script_location", _MIGRATIONS)
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, "head")
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+        self._session = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        """Connect and bring the schema to the newest migration (from an empty store too)."""
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise XenError("VALUE_INVALID", f"--db {url!r} is not an SQLAlchemy URL; write e.g. "
+                           "sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@/DB?host=/run/postgresql",
+                           url) from None
+        kwargs: dict[str, Any] = {}
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database:
+                os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), mode=0o700, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30}
+        try:
+            engine = create_async_engine(url, **kwargs)
+        except Exception as e:  # unknown dialect, missing driver
+            raise XenError("VALUE_INVALID", f"--db {parsed.render_as_string(hide_password=True)}: {e}", url) from None
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(_migrate)
+        except OSError as e:
+            await engine.dispose()
+            raise XenError("VALUE_INVALID", f"cannot reach the pool store "
+                           f"{parsed.render_as_string(hide_password=True)}: {e}", url) from None
+        return cls(engine, url)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # --- generic ---------------------------------------------------------------------------------------
+
+    async def _get(self, cls: type[T], uuid: str) -> T:
+        async with self._session() as s:
+            row = await s.get(cls, uuid)
+        if row is None:
+            raise XenError("HANDLE_INVALID", f"no {cls.__name__} with uuid {uuid}", cls.__name__, uuid)
+        return row
+
+    async def _all(self, cls: type[T], *where: Any) -> list[T]:
+        async with self._session() as s:
+            return list((await s.scalars(select(cls).where(*where))).all())
+
+    async def _add(self, row: T) -> T:
+        async with self._session() as s, s.begin():
+            s.add(row)
+        return row
+
+    async def _update(self, cls: type[T], uuid: str, fields: dict[str, Any]) -> T:
+        async with self._session() as s, s.begin():
+            row = await s.get(cls, uuid, with_for_update=True)
+            if row is None:
+                raise XenError("HANDLE_INVALID", f"no {cls.__name__} with uuid {uuid}", cls.__name__, uuid)
+            for k, v in fields.items():
+                setattr(row, k, v)
+        return row
+
+    async def _delete(self, cls: type[T], uuid: str) -> None:
+        async with self._session() as s, s.begin():
+            row = await s.get(cls, uuid)
+            if row is not None:
+                await s.delete(row)
+
+    # --- pool ------------------------------------------------------------------------------------------
+
+    async def pool(self) -> Pool | None:
+        rows = await self._all(Pool)
+        return rows[0] if rows else None
+
+    async def create_pool(self, name: str, key: PoolKey) -> Pool:
+        if (existing := await self.pool()) is not None:
+            raise XenError("VALUE_INVALID", f"this store holds pool {existing.name_label} ({existing.uuid}) "
+                           "already", existing.uuid, advice="Use that pool (give its key file), or another --db.")
+        return await self._add(Pool(uuid=new_uuid(), name_label=name, key_check=key.check_token(),
+                                    created=time.time(), other_config={}))
+
+    # --- hosts -----------------------------------------------------------------------------------------
+
+    async def hosts(self) -> list[Host]:
+        return sorted(await self._all(Host), key=lambda h: h.name_label)
+
+    async def host(self, ref: str) -> Host:
+        """A host by uuid or name."""
+        for h in await self._all(Host):
+            if ref in (h.uuid, h.name_label):
+                return h
+        raise XenError("HANDLE_INVALID", f"no host named or with uuid {ref!r}", "host", ref)
+
+    async def add_host(self, name: str, iqn: str) -> Host:
+        await self.check_iqn_free(iqn, None)
+        try:
+            return await self._add(Host(uuid=new_uuid(), name_label=name, iqn=iqn, enabled=True, multipathing=True,
+                                        multipath_handle="dmp", api="", heartbeat=0.0, other_config={}))
+        except IntegrityError:
+            raise XenError("VALUE_INVALID", f"a host named {name!r} exists already", name,
+                           advice="Give this host another --name.") from None
+
+    async def check_iqn_free(self, iqn: str, host_uuid: str | None) -> None:
+        for h in await self._all(Host, Host.iqn == iqn):
+            if h.uuid != host_uuid:
+                raise XenError("IQN_IN_USE", f"IQN {iqn} is host {h.name_label}'s ({h.uuid})", iqn, h.name_label)
+
+    async def update_host(self, uuid: str, **fields: Any) -> Host:
+        if "iqn" in fields:
+            await self.check_iqn_free(fields["iqn"], uuid)
+        try:
+            return await self._update(Host, uuid, fields)
+        except IntegrityError:
+            raise XenError("IQN_IN_USE", f"IQN {fields.get('iqn')} is another host's", fields.get("iqn")) from None
+
+    # --- PIFs ------------------------------------------------------------------------------------------
+
+    async def pifs(self, host_uuid: str | None = None) -> list[PIF]:
+        where = [PIF.host_uuid == host_uuid] if host_uuid else []
+        return sorted(await self._all(PIF, *where), key=lambda p: (p.host_uuid, p.device))
+
+    async def sync_pifs(self, host_uuid: str, links: Sequence[dict[str, Any]]) -> bool:
+        """Make the host's PIF rows match what netlink shows (``links``: device, mac, mtu, carrier, kind,
+        master, addresses). A purpose set by the admin is kept; a link that went away stays, marked not
+        present, so that its purpose survives a NIC being renamed back. Returns whether anything changed."""
+        seen = {link["device"]: link for link in links}
+        changed = False
+        async with self._session() as s, s.begin():
+            rows = {p.device: p for p in (await s.scalars(select(PIF).where(PIF.host_uuid == host_uuid))).all()}
+            for device, link in seen.items():
+                row = rows.get(device)
+                if row is None:
+                    s.add(PIF(uuid=new_uuid(), host_uuid=host_uuid, purpose="none", present=True, other_config={},
+                              **link))
+                    changed = True
+                    continue
+                for k, v in {**link, "present": True}.items():
+                    if getattr(row, k) != v:
+                        setattr(row, k, v)
+                        changed = True
+            for device, row in rows.items():
+                if device not in seen and row.present:
+                    row.present = False
+                    changed = True
+        return changed
+
+    async def set_pif_purpose(self, host_uuid: str, device: str, purpose: str) -> PIF:
+        if purpose not in ("storage", "management", "none"):
+            raise XenError("VALUE_INVALID", f"purpose {purpose!r}: use storage, management or none", purpose)
+        rows = await self._all(PIF, PIF.host_uuid == host_uuid, PIF.device == device)
+        if not rows:
+            known = ", ".join(p.device for p in await self.pifs(host_uuid)) or "none"
+            raise XenError("HANDLE_INVALID", f"no PIF {device!r} on this host; it has: {known}", "PIF", device)
+        return await self._update(PIF, rows[0].uuid, {"purpose": purpose})
+
+    # --- SRs -------------------------------------------------------------------------------------------
+
+    async def srs(self) -> list[SR]:
+        return sorted(await self._all(SR), key=lambda r: r.name_label)
+
+    async def sr(self, uuid: str) -> SR:
+        return await self._get(SR, uuid)
+
+    async def sr_on(self, scsi_id: str) -> SR | None:
+        rows = await self._all(SR, SR.scsi_id == scsi_id)
+        return rows[0] if rows else None
+
+    async def create_sr(self, name: str, scsi_id: str, device_config: dict[str, Any], sm_config: dict[str, Any],
+                        ) -> SR:
+        try:
+            return await self._add(SR(uuid=new_uuid(), name_label=name, type="lvmoiscsi", shared=True,
+                                      scsi_id=scsi_id, device_config=device_config, sm_config=sm_config,
+                                      other_config={}))
+        except IntegrityError:
+            other = await self.sr_on(scsi_id)
+            raise XenError("SRInUse", f"LUN {scsi_id} is used by SR {other.name_label if other else '?'} "
+                           f"({other.uuid if other else '?'})", scsi_id) from None
+
+    async def update_sr(self, uuid: str, **fields: Any) -> SR:
+        return await self._update(SR, uuid, fields)
+
+    async def delete_sr(self, uuid: str) -> None:
+        """The SR with its PBDs and the secrets they refer to."""
+        for pbd in await self.pbds(sr_uuid=uuid):
+            await self.delete_pbd(pbd.uuid)
+        await self._delete(SR, uuid)
+
+    # --- PBDs ------------------------------------------------------------------------------------------
+
+    async def pbds(self, *, sr_uuid: str | None = None, host_uuid: str | None = None) -> list[PBD]:
+        where = ([PBD.sr_uuid == sr_uuid] if sr_uuid else []) + ([PBD.host_uuid == host_uuid] if host_uuid else [])
+        return sorted(await self._all(PBD, *where), key=lambda p: (p.sr_uuid, p.host_uuid))
+
+    async def pbd(self, uuid: str) -> PBD:
+        return await self._get(PBD, uuid)
+
+    async def create_pbd(self, sr_uuid: str, host_uuid: str, device_config: dict[str, Any]) -> PBD:
+        try:
+            return await self._add(PBD(uuid=new_uuid(), sr_uuid=sr_uuid, host_uuid=host_uuid,
+                                       device_config=device_config, plugged=False, currently_attached=False,
+                                       generation=0, observed_generation=0, error={}, other_config={}))
+        except IntegrityError:
+            raise XenError("PBD_EXISTS", f"SR {sr_uuid} has a PBD on host {host_uuid} already",
+                           sr_uuid, host_uuid) from None
+
+    async def update_pbd(self, uuid: str, **fields: Any) -> PBD:
+        return await self._update(PBD, uuid, fields)
+
+    async def request_plug(self, uuid: str, plugged: bool) -> PBD:
+        """Set the desired state and bump the generation, so the reconciler acts on it once."""
+        async with self._session() as s, s.begin():
+            row = await s.get(PBD, uuid, with_for_update=True)
+            if row is None:
+                raise XenError("HANDLE_INVALID", f"no PBD with uuid {uuid}", "PBD", uuid)
+            row.plugged = plugged
+            row.generation += 1
+        return row
+
+    async def delete_pbd(self, uuid: str) -> None:
+        pbd = await self._get(PBD, uuid)
+        for key, value in pbd.device_config.items():
+            if key.endswith("_secret"):
+                await self._delete(Secret, value)
+        await self._delete(PBD, uuid)
+
+    # --- secrets ---------------------------------------------------------------------------------------
+
+    async def put_secret(self, token: str) -> str:
+        row = await self._add(Secret(uuid=new_uuid(), value=token, other_config={}))
+        return row.uuid
+
+    async def secret(self, uuid: str) -> str:
+        return (await self._get(Secret, uuid)).value
+
+    # --- messages --------------------------------------------------------------------------------------
+
+    async def add_message(self, name: str, priority: int, obj_class: str, obj_uuid: str, body: dict[str, Any],
+                          text_: str) -> Message:
+        return await self._add(Message(uuid=new_uuid(), name=name, priority=priority, obj_class=obj_class,
+                                       obj_uuid=obj_uuid, timestamp=time.time(), body=body, text=text_,
+                                       acknowledged=False, other_config={}))
+
+    async def messages(self, *, since: float = 0.0) -> list[Message]:
+        return sorted(await self._all(Message, Message.timestamp >= since), key=lambda m: m.timestamp)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.close()

@@ -1,0 +1,276 @@
+"""The SR workflow as the seed and XenServer run it: probe (IQNs, then LUNs, then the SRs on a LUN), create
+(an SR on a SCSIid, one PBD per host, each plugged), plug and unplug, forget and destroy, and the host's
+IQN. Operations validate in XenServer's order and fail with its error codes; they change rows only
+through the store, and plugging is asked of each host's reconciler, then waited for."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..initiator.discovery import DiscoveredTarget
+from ..initiator.session import SessionConfig
+from ..iscsi.auth import ChapCredentials
+from . import probe
+from .errors import XenError
+from .identity import check_iqn
+from .poolkey import PoolKey
+from .store import Store
+from .store.model import PBD, SR, Host
+
+MPATH_KEY = "mpath-"
+PLUG_TIMEOUT = 90.0
+
+
+@dataclass(frozen=True, slots=True)
+class Chap:
+    user: str = ""
+    secret: str = ""
+    incoming_user: str = ""
+    incoming_secret: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSpec:
+    """What the SR dialog asks: ``target`` (comma-separated), ``port``, ``targetIQN`` and ``SCSIid``."""
+
+    target: str
+    port: int = 3260
+    iqn: str = ""
+    scsi_id: str = ""
+    chap: Chap = Chap()
+
+    def addresses(self) -> list[tuple[str, int]]:
+        """The targets, validated in XenServer's order: missing (95), port (142), resolution (140)."""
+        if not self.target.strip():
+            raise XenError("ConfigTargetMissing", "no target address given", advice=None)
+        if not 1 <= self.port <= 65535:
+            raise XenError("ISCSIPort", f"port {self.port} is not from 1 to 65535", self.port)
+        out = []
+        for part in self.target.split(","):
+            text = part.strip()
+            if not text:
+                continue
+            host, port = text, self.port
+            if text.startswith("["):
+                host, _, rest = text[1:].partition("]")
+                port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else self.port
+            elif text.count(":") == 1:
+                host, _, p = text.partition(":")
+                if not p.isdigit() or not 1 <= int(p) <= 65535:
+                    raise XenError("ISCSIPort", f"{text}: port {p!r} is not from 1 to 65535", p)
+                port = int(p)
+            out.append((_resolve(host), port))
+        if not out:
+            raise XenError("ConfigTargetMissing", "no target address given")
+        return out
+
+
+def _resolve(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as e:
+        raise XenError("DNSError", f"target {host!r} does not resolve: {e}", host) from None
+    return str(infos[0][4][0])
+
+
+def session_config(host: Host, chap: Chap) -> SessionConfig:
+    if not host.iqn:
+        raise XenError("ConfigISCSIIQNMissing", f"host {host.name_label} has no IQN", host.name_label)
+    return SessionConfig(host="", initiator_name=host.iqn,
+                         chap=ChapCredentials(chap.user, chap.secret.encode()) if chap.user else None,
+                         mutual=(ChapCredentials(chap.incoming_user, chap.incoming_secret.encode())
+                                 if chap.incoming_user else None),
+                         login_timeout=probe.CONNECT_TIMEOUT, nop_interval=0)
+
+
+def _error_detail(errors: dict[str, Exception]) -> str:
+    return "; ".join(f"{where}: {e}" for where, e in errors.items())
+
+
+class Workflow:
+    def __init__(self, store: Store, key: PoolKey) -> None:
+        self.store = store
+        self.key = key
+
+    # --- probe -----------------------------------------------------------------------------------------
+
+    async def discover(self, host: Host, spec: TargetSpec) -> list[DiscoveredTarget]:
+        addresses = spec.addresses()
+        records, errors = await probe.discover_iqns(addresses, session_config(host, spec.chap))
+        if not records:
+            raise XenError("ISCSIDiscovery", "discovery found no targets on "
+                           f"{spec.target} ({_error_detail(errors) or 'no targets returned'})", spec.target)
+        await self._check_target_names(records)
+        return records
+
+    async def _check_target_names(self, records: list[DiscoveredTarget]) -> None:
+        hosts = {h.iqn: h for h in await self.store.hosts()}
+        for r in records:
+            if r.iqn in hosts:
+                h = hosts[r.iqn]
+                raise XenError("IQN_IN_USE", f"target {r.iqn} at {r.portal} has the IQN of host {h.name_label} "
+                               f"({h.uuid})", r.iqn, h.name_label)
+
+    async def luns(self, host: Host, spec: TargetSpec, records: list[DiscoveredTarget],
+                   ) -> tuple[list[DiscoveredTarget], list[probe.LunRecord]]:
+        chosen = records if spec.iqn == "*" else [r for r in records if r.iqn == spec.iqn]
+        if not chosen:
+            raise XenError("ConfigTargetIQNMissing", f"{spec.iqn} was not discovered on {spec.target}; it offers "
+                           + ", ".join(sorted({r.iqn for r in records})), probe.iqns_xml(records, spec.target))
+        luns, errors = await probe.probe_luns(chosen, session_config(host, spec.chap))
+        if not luns:
+            logins = [e for where, e in errors.items() if where.count("/") == 1]
+            name = "ISCSILogin" if logins and len(logins) == len(chosen) else "ISCSITarget"
+            if name == "ISCSILogin" and not any("uthentica" in str(e) or "CHAP" in str(e) for e in logins):
+                name = "ISCSITarget"
+            raise XenError(name, f"no LUN found behind {spec.iqn} on {spec.target} "
+                           f"({_error_detail(errors) or 'the target has no disk LUNs'})", spec.iqn)
+        return chosen, luns
+
+    async def probe(self, host: Host, spec: TargetSpec) -> dict[str, Any]:
+        """The stage the arguments reach: IQNs (no IQN), LUNs (no SCSIid), or the SRs on the LUN."""
+        records = await self.discover(host, spec)
+        if not spec.iqn:
+            iqns = [{"index": i, "address": r.address, "port": r.port, "tpgt": r.tpgt, "iqn": r.iqn}
+                    for i, r in enumerate(records)]
+            iqns.append({"index": len(records), "address": spec.target, "port": spec.port, "tpgt": 0, "iqn": "*"})
+            return {"stage": "iqns", "iqns": iqns, "xml": probe.iqns_xml(records, spec.target)}
+        _, luns = await self.luns(host, spec, records)
+        if not spec.scsi_id:
+            return {"stage": "luns", "luns": [_lun_json(lun) for lun in luns], "xml": probe.luns_xml(luns)}
+        if spec.scsi_id not in {lun.scsi_id for lun in luns}:
+            raise XenError("ConfigSCSIid", f"no LUN {spec.scsi_id} behind {spec.iqn}", probe.luns_xml(luns))
+        sr = await self.store.sr_on(spec.scsi_id)
+        srs = [(sr.uuid, sr.device_config.get("target", ""), sr.device_config.get("targetIQN", ""))] if sr else []
+        return {"stage": "srs", "srs": [{"uuid": u, "target": t, "targetIQN": i} for u, t, i in srs],
+                "xml": probe.srlist_xml(srs)}
+
+    # --- create ----------------------------------------------------------------------------------------
+
+    async def create(self, host: Host, name: str, spec: TargetSpec, multihomed: str = "auto",
+                     ) -> tuple[SR, list[PBD]]:
+        if multihomed not in ("auto", "true", "false"):
+            raise XenError("VALUE_INVALID", f"multihomed {multihomed!r}: use auto, true or false", multihomed)
+        records = await self.discover(host, spec)
+        if not spec.iqn:
+            raise XenError("ConfigTargetIQNMissing", f"give the target IQN; {spec.target} offers "
+                           + ", ".join(sorted({r.iqn for r in records})) + " (or * for all)",
+                           probe.iqns_xml(records, spec.target))
+        chosen, luns = await self.luns(host, spec, records)
+        lun = next((x for x in luns if x.scsi_id == spec.scsi_id), None)
+        if lun is None:
+            raise XenError("ConfigSCSIid", (f"no LUN {spec.scsi_id} behind " if spec.scsi_id else "give the SCSIid "
+                           "of the LUN; found ") + ", ".join(x.scsi_id for x in luns), probe.luns_xml(luns))
+        if (other := await self.store.sr_on(lun.scsi_id)) is not None:
+            raise XenError("SRInUse", f"LUN {lun.scsi_id} is used by SR {other.name_label} ({other.uuid})",
+                           lun.scsi_id)
+        first = spec.addresses()[0][0]
+        carriers = sorted(lun.targets, key=lambda t: t[0] != first)  # the target given first leads
+        carrier_iqns = {iqn for _, _, iqn in carriers}
+        known = [(r.address, r.port, r.iqn) for r in chosen if r.iqn in carrier_iqns]  # dead portals included
+        portals = carriers + [p for p in known if p not in carriers]
+        device_config: dict[str, Any] = {
+            "target": spec.target, "port": str(spec.port), "targetIQN": spec.iqn, "SCSIid": lun.scsi_id,
+            "multihomed": multihomed,
+            "multihomelist": ",".join(dict.fromkeys(f"{a}:{p}" for a, p, _ in known)),
+            "multiSession": lun.multi_session(),
+        }
+        sm_config = {"multipathable": "true", "target": spec.target, "targetIQN": spec.iqn,
+                     "portals": [list(p) for p in portals], "size": str(lun.size), "vendor": lun.vendor}
+        sr = await self.store.create_sr(name, lun.scsi_id, device_config, sm_config)
+        pbds = []
+        for h in await self.store.hosts():
+            pbds.append(await self.store.create_pbd(sr.uuid, h.uuid, await self._pbd_config(device_config,
+                                                                                             spec.chap)))
+        pbds = list(await asyncio.gather(*(self.plug(p.uuid, raise_error=False) for p in pbds)))
+        return sr, pbds
+
+    async def _pbd_config(self, device_config: dict[str, Any], chap: Chap) -> dict[str, Any]:
+        """Each PBD holds its own copy of the secrets, as references to secret rows (XenServer's
+        ``<key>_secret``)."""
+        out = dict(device_config)
+        if chap.user:
+            out["chapuser"] = chap.user
+            out["chappassword_secret"] = await self.store.put_secret(self.key.encrypt(chap.secret.encode()))
+        if chap.incoming_user:
+            out["incoming_chapuser"] = chap.incoming_user
+            out["incoming_chappassword_secret"] = await self.store.put_secret(
+                self.key.encrypt(chap.incoming_secret.encode()))
+        return out
+
+    # --- plug / unplug ---------------------------------------------------------------------------------
+
+    async def plug(self, uuid: str, *, raise_error: bool = True, timeout: float = PLUG_TIMEOUT) -> PBD:
+        pbd = await self.store.pbd(uuid)
+        if pbd.currently_attached and pbd.plugged:
+            return pbd  # plug is idempotent
+        return await self._wait(await self.store.request_plug(uuid, True), raise_error, timeout)
+
+    async def unplug(self, uuid: str, *, force: bool = False, timeout: float = PLUG_TIMEOUT) -> PBD:
+        pbd = await self.store.pbd(uuid)
+        clients = int(pbd.other_config.get("nbd_clients", "0") or 0)
+        if pbd.currently_attached and clients and not force:
+            raise XenError("PBD_IN_USE", f"PBD {uuid} has {clients} NBD client(s) connected to "
+                           f"{pbd.other_config.get('nbd', 'its export')}", uuid, clients)
+        if not pbd.plugged and not pbd.currently_attached:
+            return pbd
+        return await self._wait(await self.store.request_plug(uuid, False), True, timeout)
+
+    async def _wait(self, pbd: PBD, raise_error: bool, timeout: float) -> PBD:
+        """Until the PBD's host has acted on this request (its reconciler sets observed_generation)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = await self.store.pbd(pbd.uuid)
+            if current.observed_generation >= pbd.generation:
+                if current.error and raise_error:
+                    raise XenError.from_json(current.error)
+                return current
+            if time.monotonic() > deadline:
+                if raise_error:
+                    raise XenError("TIMEOUT", f"host {pbd.host_uuid} did not act on PBD {pbd.uuid} within "
+                                   f"{timeout:g} s (is its daemon running?)", pbd.uuid)
+                return current
+            await asyncio.sleep(0.1)
+
+    # --- forget / destroy / IQN ------------------------------------------------------------------------
+
+    async def forget(self, uuid: str) -> None:
+        await self.store.sr(uuid)
+        plugged = [p for p in await self.store.pbds(sr_uuid=uuid) if p.plugged or p.currently_attached]
+        if plugged:
+            raise XenError("SR_HAS_PLUGGED_PBD", f"SR {uuid} has {len(plugged)} plugged PBD(s): "
+                           + ", ".join(p.uuid for p in plugged), uuid)
+        await self.store.delete_sr(uuid)
+
+    async def set_iqn(self, host: Host, iqn: str) -> Host:
+        check_iqn(iqn)
+        for other in await self.store.hosts():
+            if other.iqn == iqn and other.uuid != host.uuid:
+                raise XenError("IQN_IN_USE", f"IQN {iqn} is host {other.name_label}'s ({other.uuid}); host "
+                               f"{host.name_label} cannot take it too", iqn, other.name_label, host.name_label)
+        attached = [p for p in await self.store.pbds(host_uuid=host.uuid) if p.currently_attached]
+        if attached:
+            raise XenError("ISCSIInitiator", f"host {host.name_label} has iSCSI sessions (PBD "
+                           + ", ".join(p.uuid for p in attached) + " plugged); its IQN stays "
+                           f"{host.iqn}", host.name_label)
+        for sr in await self.store.srs():
+            targets = {sr.device_config.get("targetIQN", "")} | {
+                e.split(",")[2] for e in sr.device_config.get("multiSession", "").split("|") if e.count(",") == 2}
+            if iqn in targets:
+                raise XenError("IQN_IN_USE", f"IQN {iqn} is the name of a target of SR {sr.name_label} "
+                               f"({sr.uuid}); host {host.name_label} cannot take it", iqn, sr.uuid)
+        return await self.store.update_host(host.uuid, iqn=iqn)
+
+
+def _lun_json(lun: probe.LunRecord) -> dict[str, Any]:
+    return {"vendor": lun.vendor, "serial": lun.serial, "LUNid": lun.lun_id, "size": lun.size,
+            "SCSIid": lun.scsi_id, "portals": list(lun.portals), "iqn": lun.iqn}
