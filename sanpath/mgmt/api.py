@@ -8,7 +8,6 @@ app, built with ``token`` set)."""
 from __future__ import annotations
 
 import hmac
-import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -18,10 +17,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from .. import __version__
-from .daemon import HEARTBEAT, HostDaemon
+from .daemon import HostDaemon
 from .errors import XenError
 from .store.model import PBD, PIF, SR, Host, Message
-from .workflow import Chap, TargetSpec, Workflow
+from .workflow import Chap, TargetSpec, Workflow, live
 
 MASK = "******"
 
@@ -62,7 +61,7 @@ class PurposeBody(BaseModel):
 def host_json(h: Host) -> dict[str, Any]:
     return {"uuid": h.uuid, "name_label": h.name_label, "iqn": h.iqn, "enabled": h.enabled,
             "multipathing": h.multipathing, "multipath_handle": h.multipath_handle,
-            "live": time.time() - h.heartbeat < 3 * HEARTBEAT, "heartbeat": h.heartbeat,
+            "live": live(h), "heartbeat": h.heartbeat,
             "other_config": h.other_config}
 
 

@@ -21,9 +21,9 @@ from .poolkey import PoolKey
 from .store import Store
 from .store.model import PBD, Host
 from .supervisor import Supervisor
+from .workflow import HEARTBEAT
 
 log = logging.getLogger(__name__)
-HEARTBEAT = 2.0  # seconds between the host's reports; three missed ones make it unreachable
 RECONCILE = 0.25
 RESTART_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 REPORTED = ("multipathed", "iscsi_sessions", "nbd", "nbd_clients", "paths")

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import LoginError
 from ..initiator.discovery import DiscoveredTarget
 from ..initiator.session import SessionConfig
 from ..iscsi.auth import ChapCredentials
@@ -21,6 +22,8 @@ from .identity import check_iqn
 from .poolkey import PoolKey
 from .store import Store
 from .store.model import PBD, SR, Host
+
+HEARTBEAT = 2.0  # seconds between a daemon's reports
 
 MPATH_KEY = "mpath-"
 PLUG_TIMEOUT = 90.0
@@ -128,10 +131,9 @@ class Workflow:
                            + ", ".join(sorted({r.iqn for r in records})), probe.iqns_xml(records, spec.target))
         luns, errors = await probe.probe_luns(chosen, session_config(host, spec.chap))
         if not luns:
-            logins = [e for where, e in errors.items() if where.count("/") == 1]
-            name = "ISCSILogin" if logins and len(logins) == len(chosen) else "ISCSITarget"
-            if name == "ISCSILogin" and not any("uthentica" in str(e) or "CHAP" in str(e) for e in logins):
-                name = "ISCSITarget"
+            refused = [e for where, e in errors.items() if where.count("/") == 1 and isinstance(e, LoginError)]
+            # every portal refused the login (CHAP, ACL): ISCSILogin; none could be reached: ISCSITarget
+            name = "ISCSILogin" if refused and len(refused) == len(errors) else "ISCSITarget"
             raise XenError(name, f"no LUN found behind {spec.iqn} on {spec.target} "
                            f"({_error_detail(errors) or 'the target has no disk LUNs'})", spec.iqn)
         return chosen, luns
@@ -142,7 +144,9 @@ class Workflow:
         if not spec.iqn:
             iqns = [{"index": i, "address": r.address, "port": r.port, "tpgt": r.tpgt, "iqn": r.iqn}
                     for i, r in enumerate(records)]
-            iqns.append({"index": len(records), "address": spec.target, "port": spec.port, "tpgt": 0, "iqn": "*"})
+            ports = {p for _, p in spec.addresses()}
+            iqns.append({"index": len(records), "address": spec.target, "port": ports.pop() if len(ports) == 1
+                         else spec.port, "tpgt": 0, "iqn": "*"})
             return {"stage": "iqns", "iqns": iqns, "xml": probe.iqns_xml(records, spec.target)}
         _, luns = await self.luns(host, spec, records)
         if not spec.scsi_id:
@@ -234,6 +238,14 @@ class Workflow:
                 if current.error and raise_error:
                     raise XenError.from_json(current.error)
                 return current
+            host = await self.store.host(pbd.host_uuid)
+            if not live(host):
+                error = XenError("HOST_OFFLINE", f"host {host.name_label} ({host.uuid}) is not reporting, so PBD "
+                                 f"{pbd.uuid} stays as it was; the request is kept for when it is back",
+                                 host.uuid, pbd.uuid)
+                if raise_error:
+                    raise error
+                return await self.store.update_pbd(pbd.uuid, error=error.to_json())
             if time.monotonic() > deadline:
                 if raise_error:
                     raise XenError("TIMEOUT", f"host {pbd.host_uuid} did not act on PBD {pbd.uuid} within "
@@ -269,6 +281,12 @@ class Workflow:
                 raise XenError("IQN_IN_USE", f"IQN {iqn} is the name of a target of SR {sr.name_label} "
                                f"({sr.uuid}); host {host.name_label} cannot take it", iqn, sr.uuid)
         return await self.store.update_host(host.uuid, iqn=iqn)
+
+
+def live(host: Host) -> bool:
+    """Whether the host's daemon reported within three heartbeats; else it is unreachable, and what its
+    rows say about its PBDs is not known to be true."""
+    return time.time() - host.heartbeat < 3 * HEARTBEAT
 
 
 def _lun_json(lun: probe.LunRecord) -> dict[str, Any]:

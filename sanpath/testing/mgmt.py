@@ -1,0 +1,69 @@
+"""The management plane in one test process: a store (SQLite file or a PostgreSQL database), a pool and
+its key, one host row, the supervisor and reconciler running, and the API app reachable through httpx
+without a socket. Data-path processes are real subprocesses; they are all stopped on exit."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ..mgmt.api import build_app
+from ..mgmt.daemon import HostDaemon
+from ..mgmt.poolkey import PoolKey
+from ..mgmt.store import Store
+from ..mgmt.store.model import Host
+from ..mgmt.supervisor import Supervisor
+from ..mgmt.workflow import Workflow
+
+
+@dataclass
+class Plane:
+    store: Store
+    key: PoolKey
+    host: Host
+    supervisor: Supervisor
+    daemon: HostDaemon
+    workflow: Workflow
+    api: httpx.AsyncClient
+    run_dir: str
+
+    async def call(self, method: str, path: str, body: dict[str, Any] | None = None,
+                   params: dict[str, Any] | None = None) -> httpx.Response:
+        return await self.api.request(method, path, json=body, params=params)
+
+
+def short_dir(prefix: str) -> str:
+    """A directory with a short path: unix socket paths are limited to 107 bytes."""
+    return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+
+
+@asynccontextmanager
+async def running_plane(url: str, *, name: str = "host1", iqn: str = "iqn.2026-12.com.example:host1",
+                        token: str | None = None) -> AsyncIterator[Plane]:
+    base = short_dir("sp-mgmt-")
+    store = await Store.open(url)
+    key = PoolKey.create(os.path.join(base, "pool.key"))
+    await store.create_pool("test pool", key)
+    host = await store.add_host(name, iqn)
+    supervisor = Supervisor(os.path.join(base, "run"))
+    daemon = HostDaemon(store, key, host, supervisor)
+    workflow = Workflow(store, key)
+    await daemon.start()
+    app = build_app(daemon, workflow, token=token)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sanpath", timeout=120)
+    try:
+        yield Plane(store, key, host, supervisor, daemon, workflow, client, os.path.join(base, "run"))
+    finally:
+        await client.aclose()
+        await daemon.stop()
+        for pbd in list(supervisor.running):
+            with contextlib.suppress(Exception):
+                await supervisor.stop(pbd, timeout=10)
+        await store.close()

@@ -1,0 +1,120 @@
+"""The pool store on SQLite and on PostgreSQL: migrations from an empty store, the rows' rules
+(uniqueness that racing requests cannot break), PIF sync, secrets, and the pool key."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from sanpath.mgmt.errors import XenError
+from sanpath.mgmt.poolkey import PoolKey
+from sanpath.mgmt.store import Store
+from sanpath.mgmt.store.model import Base
+
+
+async def test_migrations_build_the_model_from_an_empty_store(store_url: str) -> None:
+    store = await Store.open(store_url)
+    try:
+        async with store.engine.connect() as conn:
+            tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+            columns = {t: await conn.run_sync(lambda c, t=t: {col["name"] for col in inspect(c).get_columns(t)})
+                       for t in Base.metadata.tables}
+        assert set(Base.metadata.tables) <= tables
+        assert "alembic_version" in tables
+        for name, table in Base.metadata.tables.items():
+            assert columns[name] == {c.name for c in table.columns}, name
+    finally:
+        await store.close()
+    again = await Store.open(store_url)  # a second open finds the schema current
+    await again.close()
+
+
+async def test_two_concurrent_sr_creates_for_one_scsi_id_one_wins(store_url: str) -> None:
+    stores = [await Store.open(store_url) for _ in range(2)]  # two daemons, two engines
+    try:
+        results = await asyncio.gather(*(s.create_sr(f"sr{i}", "36001405aa", {}, {}) for i, s in enumerate(stores)),
+                                       return_exceptions=True)
+        won = [r for r in results if not isinstance(r, BaseException)]
+        lost = [r for r in results if isinstance(r, BaseException)]
+        assert len(won) == 1 and len(lost) == 1
+        assert isinstance(lost[0], XenError) and lost[0].name == "SRInUse" and lost[0].code == 16
+        assert [s.name_label for s in await stores[0].srs()] == [won[0].name_label]  # type: ignore[union-attr]
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_iqns_names_and_pbds_are_unique(store_url: str, tmp_path: Path) -> None:
+    store = await Store.open(store_url)
+    try:
+        a = await store.add_host("a", "iqn.2026-12.com.example:a")
+        with pytest.raises(XenError, match="host a") as e:
+            await store.add_host("b", "iqn.2026-12.com.example:a")
+        assert e.value.name == "IQN_IN_USE"
+        with pytest.raises(XenError, match="named 'a'"):
+            await store.add_host("a", "iqn.2026-12.com.example:other")
+        sr = await store.create_sr("sr", "36001405bb", {}, {})
+        await store.create_pbd(sr.uuid, a.uuid, {})
+        with pytest.raises(XenError) as e:
+            await store.create_pbd(sr.uuid, a.uuid, {})
+        assert e.value.name == "PBD_EXISTS"
+        with pytest.raises(XenError) as e:
+            await store.pbd("no-such-uuid")
+        assert e.value.name == "HANDLE_INVALID"
+    finally:
+        await store.close()
+
+
+async def test_pif_sync_keeps_the_admins_purpose(store_url: str) -> None:
+    store = await Store.open(store_url)
+    try:
+        h = await store.add_host("h", "iqn.2026-12.com.example:h")
+        link = {"device": "eth1", "mac": "02:00:00:00:00:01", "mtu": 9000, "carrier": True, "kind": "",
+                "master": "", "addresses": ["198.18.1.10/24"]}
+        assert await store.sync_pifs(h.uuid, [link])
+        await store.set_pif_purpose(h.uuid, "eth1", "storage")
+        assert not await store.sync_pifs(h.uuid, [link])  # nothing changed
+        assert await store.sync_pifs(h.uuid, [{**link, "carrier": False}])
+        [pif] = await store.pifs(h.uuid)
+        assert (pif.purpose, pif.carrier, pif.present) == ("storage", False, True)
+        assert await store.sync_pifs(h.uuid, [])
+        [pif] = await store.pifs(h.uuid)
+        assert (pif.purpose, pif.present) == ("storage", False)
+        with pytest.raises(XenError, match="eth1"):
+            await store.set_pif_purpose(h.uuid, "eth9", "storage")
+        with pytest.raises(XenError, match="storage, management or none"):
+            await store.set_pif_purpose(h.uuid, "eth1", "iscsi")
+    finally:
+        await store.close()
+
+
+async def test_secrets_are_stored_encrypted_and_the_pool_key_is_checked(store_url: str, tmp_path: Path) -> None:
+    store = await Store.open(store_url)
+    try:
+        key = PoolKey.create(str(tmp_path / "pool.key"))
+        assert os.stat(tmp_path / "pool.key").st_mode & 0o777 == 0o600
+        pool = await store.create_pool("p", key)
+        uuid = await store.put_secret(key.encrypt(b"s3cret-chap"))
+        token = await store.secret(uuid)
+        assert "s3cret" not in token
+        assert key.decrypt(token) == b"s3cret-chap"
+        key.verify(pool.key_check)
+        other = PoolKey.create(str(tmp_path / "other.key"))
+        with pytest.raises(XenError) as e:
+            other.verify(pool.key_check)
+        assert e.value.name == "POOL_KEY_INVALID"
+        with pytest.raises(XenError, match="exists already"):
+            PoolKey.create(str(tmp_path / "pool.key"))
+        with pytest.raises(XenError, match="holds pool p"):
+            await store.create_pool("again", key)
+    finally:
+        await store.close()
+
+
+async def test_a_bad_url_is_refused_with_an_example() -> None:
+    with pytest.raises(XenError, match="sqlite\\+aiosqlite"):
+        await Store.open("not a url")

@@ -1,0 +1,218 @@
+"""The SR workflow through the API, against in-process sanpath targets on loopback, on both stores:
+the probe stages, create with its PBD plugged and written back keys, unplug and plug, forget, the host
+IQN rules, and every XenServer error the workflow can hit (95, 96, 97, 107, 140, 141, 142, 16, 68, 83),
+each with its message and advice."""
+
+from __future__ import annotations
+
+import socket
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from sanpath.mgmt.errors import KINDS
+from sanpath.target.config import ChapSpec, LunSpec, PortalGroupSpec, ServerSpec, TargetSpec
+from sanpath.target.server import TargetServer
+from sanpath.testing.inproc import running_target
+from sanpath.testing.mgmt import Plane, running_plane
+
+IQN = "iqn.2026-12.org.sanpath.test:mgmt"
+
+
+@pytest.fixture
+async def plane(store_url: str) -> AsyncIterator[Plane]:
+    async with running_plane(store_url) as p:
+        yield p
+
+
+@pytest.fixture
+async def array() -> AsyncIterator[TargetServer]:
+    async with running_target(iqn=IQN, portals=("127.0.0.1:0", "127.0.0.2:0"), luns=("mem:16MiB", "mem:8MiB")) as t:
+        yield t
+
+
+def targets(server: TargetServer) -> str:
+    return ",".join(f"{h}:{p}" for h, p in server.portals)
+
+
+def expect_error(r: Any, name: str) -> dict[str, Any]:
+    body = r.json()
+    assert body["error"] == name, body
+    kind = KINDS[name]
+    assert r.status_code == kind.http
+    assert body["code"] == kind.code
+    assert body["message"] and body["advice"] == kind.advice
+    return dict(body)
+
+
+async def scsi_ids(plane: Plane, target: str) -> list[str]:
+    r = await plane.call("POST", "/sr/probe", {"target": target, "targetIQN": IQN})
+    assert r.status_code == 200, r.text
+    return [lun["SCSIid"] for lun in r.json()["luns"]]
+
+
+async def test_probe_stages_and_create_plug_unplug(array: TargetServer, plane: Plane) -> None:
+    target = targets(array)
+    r = await plane.call("POST", "/sr/probe", {"target": target})
+    stage = r.json()
+    assert stage["stage"] == "iqns"
+    assert [(i["address"], i["iqn"]) for i in stage["iqns"]] == [("127.0.0.1", IQN), ("127.0.0.2", IQN),
+                                                                 (target, "*")]
+    root = ET.fromstring(stage["xml"])
+    assert root.tag == "iscsi-target-iqns" and root[-1].findtext("TargetIQN") == "*"
+
+    r = await plane.call("POST", "/sr/probe", {"target": target, "targetIQN": "*"})
+    luns = r.json()["luns"]
+    assert sorted(lun["size"] for lun in luns) == [8 << 20, 16 << 20]
+    assert all(len(lun["portals"]) == 2 for lun in luns)
+    big = next(lun["SCSIid"] for lun in luns if lun["size"] == 16 << 20)
+
+    r = await plane.call("POST", "/srs", {"name_label": "sr1", "target": target, "targetIQN": IQN, "SCSIid": big})
+    assert r.status_code == 200, r.text
+    sr = r.json()
+    dc = sr["device_config"]
+    assert dc["SCSIid"] == big and dc["targetIQN"] == IQN
+    assert dc["multihomelist"] == target
+    assert dc["multiSession"] == "".join(f"{h},{p},{IQN}|" for h, p in array.portals)
+    [pbd] = sr["pbds"]
+    assert pbd["currently_attached"], pbd
+    oc = pbd["other_config"]
+    assert oc[f"mpath-{big}"] == "[2, 2]" and oc["multipathed"] == "true" and oc["iscsi_sessions"] == "2"
+    assert pbd["nbd"].startswith(f"nbd+unix:///{big}?socket=") and pbd["nbd"].endswith(f"/nbd/{big}.sock")
+    assert all(p["routed"] for p in oc["paths"])  # no storage PIF: the routing table picks the NIC
+
+    r = await plane.call("POST", "/sr/probe", {"target": target, "targetIQN": IQN, "SCSIid": big})
+    assert [s["uuid"] for s in r.json()["srs"]] == [sr["uuid"]]
+    assert ET.fromstring(r.json()["xml"]).findtext("SR/UUID") == sr["uuid"]
+
+    r = await plane.call("DELETE", f"/srs/{sr['uuid']}")
+    expect_error(r, "SR_HAS_PLUGGED_PBD")
+    r = await plane.call("POST", f"/pbds/{pbd['uuid']}/unplug")
+    unplugged = r.json()
+    assert not unplugged["currently_attached"] and unplugged["nbd"] is None
+    assert not any(k.startswith("mpath-") or k in ("multipathed", "iscsi_sessions") for k in unplugged["other_config"])
+    assert plane.supervisor.running == {}
+    r = await plane.call("POST", f"/pbds/{pbd['uuid']}/plug")
+    assert r.json()["currently_attached"] and r.json()["other_config"][f"mpath-{big}"] == "[2, 2]"
+    r2 = await plane.call("POST", f"/pbds/{pbd['uuid']}/plug")  # idempotent
+    assert r2.json()["currently_attached"] and len(plane.supervisor.running) == 1
+    await plane.call("POST", f"/pbds/{pbd['uuid']}/unplug")
+    r = await plane.call("POST", f"/srs/{sr['uuid']}/forget")
+    assert r.status_code == 200
+    assert (await plane.call("GET", "/srs")).json() == []
+    expect_error(await plane.call("GET", f"/pbds/{pbd['uuid']}"), "HANDLE_INVALID")
+
+
+async def test_errors_of_the_probe_and_create_steps(array: TargetServer, plane: Plane,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    target = targets(array)
+    expect_error(await plane.call("POST", "/sr/probe", {"target": ""}), "ConfigTargetMissing")
+    expect_error(await plane.call("POST", "/sr/probe", {"target": "127.0.0.1", "port": 70000}), "ISCSIPort")
+    expect_error(await plane.call("POST", "/sr/probe", {"target": "127.0.0.1:0"}), "ISCSIPort")
+
+    def no_dns(*_: object, **__: object) -> None:  # never ask a real resolver (the network rule)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    body = expect_error(await plane.call("POST", "/sr/probe", {"target": "array.example"}), "DNSError")
+    assert "array.example" in body["message"]
+    monkeypatch.undo()
+
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+        body = expect_error(await plane.call("POST", "/sr/probe", {"target": f"127.0.0.1:{dead}"}), "ISCSIDiscovery")
+    assert f"127.0.0.1:{dead}" in body["message"]
+
+    body = expect_error(await plane.call("POST", "/srs", {"name_label": "x", "target": target}),
+                        "ConfigTargetIQNMissing")
+    assert IQN in body["message"] and ET.fromstring(body["params"][0]).tag == "iscsi-target-iqns"
+    body = expect_error(await plane.call("POST", "/sr/probe", {"target": target, "targetIQN": "iqn.2026-12.x:no"}),
+                        "ConfigTargetIQNMissing")
+    assert IQN in body["message"]
+
+    body = expect_error(await plane.call("POST", "/srs", {"name_label": "x", "target": target, "targetIQN": IQN}),
+                        "ConfigSCSIid")
+    assert len(ET.fromstring(body["params"][0]).findall("LUN")) == 2
+    expect_error(await plane.call("POST", "/srs", {"name_label": "x", "target": target, "targetIQN": IQN,
+                                                   "SCSIid": "36001405nothere"}), "ConfigSCSIid")
+
+    [first, _] = await scsi_ids(plane, target)
+    r = await plane.call("POST", "/srs", {"name_label": "a", "target": target, "targetIQN": IQN, "SCSIid": first})
+    assert r.status_code == 200, r.text
+    body = expect_error(await plane.call("POST", "/srs", {"name_label": "b", "target": target, "targetIQN": IQN,
+                                                          "SCSIid": first}), "SRInUse")
+    assert first in body["message"]
+    assert r.json()["uuid"] in body["message"]
+
+
+async def test_a_host_without_an_iqn_cannot_probe(store_url: str, array: TargetServer) -> None:
+    async with running_plane(store_url, iqn="") as plane:
+        body = expect_error(await plane.call("POST", "/sr/probe", {"target": targets(array)}),
+                            "ConfigISCSIIQNMissing")
+        assert "host1" in body["message"]
+
+
+async def test_chap_refused_is_an_iscsi_login_error_and_secrets_never_come_back(plane: Plane) -> None:
+    user, secret = "host-user", "right-secret-123"
+    spec = ServerSpec((TargetSpec(IQN, portal_groups=(PortalGroupSpec(1, (("127.0.0.1", 0),)),),
+                                  luns=(LunSpec(0, None, 8 << 20),), chap=ChapSpec(user, secret.encode())),))
+    async with running_target(spec=spec) as server:
+        target = targets(server)
+        wrong = {"chapuser": user, "chappassword": "wrong-secret-456"}
+        body = expect_error(await plane.call("POST", "/sr/probe", {"target": target, "targetIQN": IQN, **wrong}),
+                            "ISCSILogin")
+        assert "wrong-secret-456" not in str(body)
+        creds = {"chapuser": user, "chappassword": secret}
+        [scsi_id] = [lun["SCSIid"] for lun in (await plane.call("POST", "/sr/probe", {"target": target,
+                                                                                      "targetIQN": IQN, **creds})
+                                                ).json()["luns"]]
+        r = await plane.call("POST", "/srs", {"name_label": "chap", "target": target, "targetIQN": IQN,
+                                              "SCSIid": scsi_id, **creds})
+        assert r.status_code == 200, r.text
+        assert r.json()["pbds"][0]["currently_attached"]
+        seen = [r.text] + [(await plane.call("GET", path)).text for path in ("/srs", "/pbds", "/messages",
+                                                                              f"/srs/{r.json()['uuid']}")]
+        assert all(secret not in text for text in seen)
+        assert "chappassword_secret" in r.json()["pbds"][0]["device_config"]
+        await plane.call("POST", f"/pbds/{r.json()['pbds'][0]['uuid']}/unplug")
+
+
+async def test_a_plug_with_no_answering_portal_fails_with_iscsi_target(plane: Plane) -> None:
+    async with running_target(iqn=IQN, luns=("mem:8MiB",)) as server:
+        target = targets(server)
+        [scsi_id] = await scsi_ids(plane, target)
+        sr = (await plane.call("POST", "/srs", {"name_label": "s", "target": target, "targetIQN": IQN,
+                                                "SCSIid": scsi_id})).json()
+        pbd = sr["pbds"][0]["uuid"]
+        await plane.call("POST", f"/pbds/{pbd}/unplug")
+    body = expect_error(await plane.call("POST", f"/pbds/{pbd}/plug"), "ISCSITarget")
+    assert scsi_id in body["message"]
+    recorded = (await plane.call("GET", f"/pbds/{pbd}")).json()
+    assert not recorded["currently_attached"] and recorded["error"]["error"] == "ISCSITarget"
+
+
+async def test_host_iqn_rules(array: TargetServer, plane: Plane) -> None:
+    me = plane.host.uuid
+    other = await plane.store.add_host("host2", "iqn.2026-12.com.example:host2")
+    body = expect_error(await plane.call("POST", f"/hosts/{me}/iqn", {"iqn": other.iqn}), "IQN_IN_USE")
+    assert "host2" in body["message"] and "host1" in body["message"]
+    expect_error(await plane.call("POST", f"/hosts/{me}/iqn", {"iqn": "not an iqn"}), "VALUE_INVALID")
+    target = targets(array)
+    [scsi_id, _] = await scsi_ids(plane, target)
+    sr = (await plane.call("POST", "/srs", {"name_label": "s", "target": target, "targetIQN": IQN,
+                                            "SCSIid": scsi_id})).json()
+    body = expect_error(await plane.call("POST", f"/hosts/{me}/iqn", {"iqn": "iqn.2026-12.com.example:new"}),
+                        "ISCSIInitiator")
+    assert "host1" in body["message"]
+    body = expect_error(await plane.call("POST", f"/hosts/{other.uuid}/iqn", {"iqn": IQN}), "IQN_IN_USE")
+    assert IQN in body["message"] and sr["uuid"] in body["message"]
+    pbd2 = next(p for p in sr["pbds"] if p["host"] == other.uuid)  # host2 has no daemon: it cannot plug
+    assert not pbd2["currently_attached"] and pbd2["error"]["error"] == "HOST_OFFLINE"
+    assert (await plane.call("GET", f"/hosts/{other.uuid}")).json()["live"] is False
+    for p in sr["pbds"]:
+        await plane.call("POST", f"/pbds/{p['uuid']}/unplug")
+    r = await plane.call("POST", f"/hosts/{me}/iqn", {"iqn": "iqn.2026-12.com.example:new"})
+    assert r.json()["iqn"] == "iqn.2026-12.com.example:new"
