@@ -178,9 +178,11 @@ class HostDaemon:
             given = {t.strip().split(":")[0] for t in dc.get("target", "").split(",")}
             portals = [p for p in portals if p[0] in given][:1] or portals[:1]
         paths = plan_paths(portals, await self.store.pifs(host.uuid))
-        settings = [f"handler={host.multipath_handle}"]
+        # dmp (DM-MP) takes the array's own device section (an LSI array gets its rdac handler from it);
+        # rdac (the seed's MPP RDAC) forces the RDAC handler, prioritizer and checker on every array
+        settings = []
         if host.multipath_handle == "rdac":
-            settings += ["prio=rdac", "path_checker=rdac", "path_grouping_policy=group_by_prio"]
+            settings = ["handler=rdac", "prio=rdac", "path_checker=rdac", "path_grouping_policy=group_by_prio"]
         spec: dict[str, Any] = {
             "sr": sr.uuid, "scsi_id": sr.scsi_id, "paths": paths, "initiator_name": dc.get("localIQN") or host.iqn,
             "settings": settings, "nbd": self.supervisor.nbd_path(sr.scsi_id), "login_timeout": 3.0,
