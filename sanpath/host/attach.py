@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import control
+from ..errors import ConfigError
 from ..export.nbd.server import NbdServer
 from ..initiator.session import SessionConfig
 from ..multipath.device import MultipathDevice
@@ -39,8 +40,6 @@ class NbdEndpoint:
 
     @classmethod
     def parse(cls, text: str) -> NbdEndpoint:
-        from ..errors import ConfigError
-
         if text.startswith("unix:") and len(text) > 5:
             return cls("unix", path=text[5:])
         if text.startswith("tcp:"):
@@ -74,12 +73,11 @@ class Throughput:
             self.last[p.name] = (now, p.bytes, p.ios)
 
 
-class AttachService:
-    def __init__(self, spec: MultipathSpec, base: SessionConfig, policy: PolicyFor, nbd: NbdEndpoint,
-                 control_path: str, *, read_only: bool = False) -> None:
-        self.spec = spec
-        self.base = base
-        self.policy = policy
+class ExportService:
+    """A multipath device exported over NBD, with its checker loop, per-path throughput and a control
+    socket answering ``status``; what builds the device is the subclass's (``start``)."""
+
+    def __init__(self, nbd: NbdEndpoint, control_path: str, *, read_only: bool = False) -> None:
         self.nbd = nbd
         self.control_path = control_path
         self.read_only = read_only
@@ -89,28 +87,21 @@ class AttachService:
         self.export: NbdServer | None = None
         self.control = control.JsonLineServer(control_path, self.handle)
         self.throughput = Throughput()
-        self._sampler: asyncio.Task[None] | None = None
+        self.tasks: list[asyncio.Task[None]] = []
 
-    async def start(self) -> str:
-        """Everything up; returns the NBD URI."""
-        devices = await assemble(self.spec, self.base, self.policy, self.pool)
-        if len(devices) > 1:
-            from ..errors import ConfigError
-
-            ids = ", ".join(d.wwid for d in devices)
-            await self.pool.close()
-            raise ConfigError("--scsi-id", f"{len(devices)} LUNs found ({ids}); choose one with --scsi-id")
-        self.device = devices[0]
-        self.monitor = PathMonitor(self.device, self.pool)
+    async def serve(self, device: MultipathDevice) -> str:
+        """Watch the device's paths, export it, answer on the control socket; returns the NBD URI."""
+        self.device = device
+        self.monitor = PathMonitor(device, self.pool)
         self.monitor.start()
-        self.export = NbdServer(self.device, self.device.wwid, read_only=self.read_only)
+        self.export = NbdServer(device, device.wwid, read_only=self.read_only)
         if self.nbd.kind == "unix":
             await self.export.start_unix(self.nbd.path)
         else:
             self.nbd = NbdEndpoint("tcp", host=self.nbd.host, port=await self._start_tcp())
         await self.control.start()
-        self._sampler = asyncio.get_running_loop().create_task(self._sample())
-        return self.nbd.uri(self.device.wwid)
+        self.tasks.append(asyncio.get_running_loop().create_task(self._sample()))
+        return self.nbd.uri(device.wwid)
 
     async def _start_tcp(self) -> int:
         assert self.export is not None
@@ -123,20 +114,24 @@ class AttachService:
                 self.throughput.sample(self.device)
             await asyncio.sleep(1.0)
 
+    def status(self, events: int = 20) -> dict[str, Any]:
+        assert self.device is not None
+        status = topology(self.device, events=events)
+        status["throughput"] = self.throughput.rates
+        status["nbd"] = self.nbd.uri(self.device.wwid)
+        return status
+
     async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
         if req.get("op") != "status":
             return {"ok": False, "error": f"unknown op {req.get('op')!r}; use status"}
-        if self.device is None:
+        if self.device is None or self.export is None:
             return {"ok": False, "error": "not attached yet"}
-        status = topology(self.device, events=int(req.get("events", 20)))
-        status["throughput"] = self.throughput.rates
-        status["nbd"] = self.nbd.uri(self.device.wwid)
-        return {"ok": True, "status": status}
+        return {"ok": True, "status": self.status(int(req.get("events", 20)))}
 
     async def stop(self) -> None:
         """Stop taking NBD requests, let those in flight finish, flush the LUN, log out everywhere."""
-        if self._sampler is not None:
-            self._sampler.cancel()
+        for task in self.tasks:
+            task.cancel()
         if self.export is not None:
             await self.export.close()
         if self.device is not None:
@@ -146,3 +141,23 @@ class AttachService:
             await self.monitor.stop()
         await self.control.stop()
         await self.pool.close()
+
+
+class AttachService(ExportService):
+    """``sanpath attach``: discover, log in to every portal, one device for the LUN."""
+
+    def __init__(self, spec: MultipathSpec, base: SessionConfig, policy: PolicyFor, nbd: NbdEndpoint,
+                 control_path: str, *, read_only: bool = False) -> None:
+        super().__init__(nbd, control_path, read_only=read_only)
+        self.spec = spec
+        self.base = base
+        self.policy = policy
+
+    async def start(self) -> str:
+        """Everything up; returns the NBD URI."""
+        devices = await assemble(self.spec, self.base, self.policy, self.pool)
+        if len(devices) > 1:
+            ids = ", ".join(d.wwid for d in devices)
+            await self.pool.close()
+            raise ConfigError("--scsi-id", f"{len(devices)} LUNs found ({ids}); choose one with --scsi-id")
+        return await self.serve(devices[0])

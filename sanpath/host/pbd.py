@@ -20,7 +20,6 @@ Control requests: ``{"op": "status"}`` and ``{"op": "stop"}`` (drain, flush, log
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
@@ -30,20 +29,14 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from .. import control
 from ..errors import SanpathError
-from ..export.nbd.server import NbdServer
 from ..initiator.discovery import DiscoveredTarget
 from ..initiator.session import SessionConfig
 from ..iscsi.auth import ChapCredentials
 from ..multipath.config import policy_source
-from ..multipath.device import MultipathDevice
 from ..multipath.discovery import PolicyFor, fold_device, login_paths
-from ..multipath.monitor import PathMonitor
 from ..multipath.path import Path
-from ..multipath.sessions import SessionPool
-from ..multipath.status import topology
-from .attach import NbdEndpoint, Throughput
+from .attach import ExportService, NbdEndpoint
 
 log = logging.getLogger(__name__)
 RELOGIN_MAX = 8.0
@@ -67,8 +60,9 @@ class ExpectedPath:
         return f"{via}{host}:{self.port}/{self.iqn}"
 
 
-class PbdService:
+class PbdService(ExportService):
     def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__(NbdEndpoint("unix", path=spec["nbd"]), spec["control"])
         self.spec = spec
         self.pbd = str(spec["pbd"])
         self.scsi_id = str(spec["scsi_id"])
@@ -78,15 +72,7 @@ class PbdService:
         self.base = SessionConfig(host="", initiator_name=spec["initiator_name"], chap=_chap(spec.get("chap")),
                                   mutual=_chap(spec.get("mutual")),
                                   login_timeout=float(spec.get("login_timeout", 3.0)))
-        self.pool = SessionPool()
-        self.device: MultipathDevice | None = None
-        self.monitor: PathMonitor | None = None
-        self.export: NbdServer | None = None
-        self.nbd = NbdEndpoint("unix", path=spec["nbd"])
-        self.control = control.JsonLineServer(spec["control"], self.handle)
-        self.throughput = Throughput()
         self.stopping = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
         self._live: dict[ExpectedPath, list[Path]] = {}
 
     async def _open(self, want: ExpectedPath) -> list[Path]:
@@ -105,20 +91,15 @@ class PbdService:
         if not members:
             raise PlugError("ISCSITarget", f"no path to LUN {self.scsi_id} answered; tried "
                             + ", ".join(w.name for w in self.expected))
-        self.device = fold_device(self.scsi_id, members, self.policy_for)
-        self.device.max_paths = max(len(self.expected), len(members))
-        self.monitor = PathMonitor(self.device, self.pool)
-        self.monitor.start()
+        device = fold_device(self.scsi_id, members, self.policy_for)
+        device.max_paths = max(len(self.expected), len(members))
+        uri = await self.serve(device)
         loop = asyncio.get_running_loop()
         for want, group in zip(self.expected, found, strict=True):
             self._live[want] = group
             if not group:
-                self._tasks.append(loop.create_task(self._login_later(want)))
-        self.export = NbdServer(self.device, self.device.wwid)
-        await self.export.start_unix(self.nbd.path)
-        await self.control.start()
-        self._tasks.append(loop.create_task(self._sample()))
-        return self.nbd.uri(self.device.wwid)
+                self.tasks.append(loop.create_task(self._login_later(want)))
+        return uri
 
     async def _login_later(self, want: ExpectedPath) -> None:
         """A path that was down at plug: log in again with backoff until it answers, then add it."""
@@ -135,7 +116,12 @@ class PbdService:
                 continue
             assert self.device is not None and self.monitor is not None
             for path in paths:
-                if path.device is None or path.device.size != self.device.size:
+                if path.device is None:
+                    continue
+                if path.device.capacity is None:  # a standby (ghost) path: it takes the device's capacity
+                    path.device.capacity = next(p.device.capacity for p in self.device.paths
+                                                if p.device is not None and p.device.capacity is not None)
+                if path.device.size != self.device.size or path.device.block_size != self.device.block_size:
                     log.error("%s: refused: its LUN %s has another size", want.name, self.scsi_id)
                     return
                 self.device.add_path(path)
@@ -144,17 +130,9 @@ class PbdService:
             self.device.choose_group()
             return
 
-    async def _sample(self) -> None:
-        while True:
-            if self.device is not None:
-                self.throughput.sample(self.device)
-            await asyncio.sleep(1.0)
-
-    def status(self) -> dict[str, Any]:
-        assert self.device is not None and self.export is not None
-        st = topology(self.device, events=20)
-        st["throughput"] = self.throughput.rates
-        st["nbd"] = self.nbd.uri(self.device.wwid)
+    def status(self, events: int = 20) -> dict[str, Any]:
+        assert self.export is not None
+        st = super().status(events)
         st["pbd"] = self.pbd
         st["multipathed"] = bool(self.spec.get("multipathed", True))
         st["pid"] = os.getpid()
@@ -165,29 +143,14 @@ class PbdService:
         return st
 
     async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
-        op = req.get("op")
-        if op == "status":
-            if self.device is None or self.export is None:
-                return {"ok": False, "error": "not plugged yet"}
-            return {"ok": True, "status": self.status()}
-        if op == "stop":
+        if req.get("op") == "stop":
             self.stopping.set()
             return {"ok": True}
-        return {"ok": False, "error": f"unknown op {op!r}; use status or stop"}
+        return await super().handle(req)
 
     async def stop(self) -> None:
         self.stopping.set()
-        for task in self._tasks:
-            task.cancel()
-        if self.export is not None:
-            await self.export.close()
-        if self.device is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.device.flush(), 30)
-        if self.monitor is not None:
-            await self.monitor.stop()
-        await self.control.stop()
-        await self.pool.close()
+        await super().stop()
 
 
 class PlugError(SanpathError):

@@ -204,7 +204,9 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, token: str | None = Non
     @app.post("/pbds/{uuid}/unplug")
     async def unplug(uuid: str, force: Annotated[bool, Body(embed=True)] = False) -> dict[str, Any]:
         daemon.wake.set()
-        return pbd_json(await workflow.unplug(uuid, force=force))
+        status = await daemon.supervisor.status(uuid) if uuid in daemon.supervisor.running else None
+        clients = int(status["nbd_clients"]) if status is not None else None
+        return pbd_json(await workflow.unplug(uuid, force=force, clients_now=clients))
 
     @app.get("/messages")
     async def list_messages(since: Annotated[float, Query(ge=0)] = 0.0) -> list[dict[str, Any]]:

@@ -142,11 +142,9 @@ async def _serve_unix(app: object, path: str) -> tuple[_Server, asyncio.Task[Non
     os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # left by a daemon that died; the data-path sockets are elsewhere
-    old = os.umask(0o177)
-    try:
-        return await _start(uvicorn.Config(app, uds=path, log_level="warning", lifespan="off"))  # type: ignore[arg-type]
-    finally:
-        os.umask(old)
+    started = await _start(uvicorn.Config(app, uds=path, log_level="warning", lifespan="off"))  # type: ignore[arg-type]
+    os.chmod(path, 0o600)  # uvicorn makes it 0666; a new directory is 0700, which keeps others out meanwhile
+    return started
 
 
 async def _serve_tcp(app: object, host: str, port: int, cert: str, key: str) -> tuple[_Server, asyncio.Task[None]]:

@@ -56,7 +56,8 @@ class Supervisor:
     def __init__(self, run_dir: str) -> None:
         self.run_dir = run_dir
         self.running: dict[str, DataPath] = {}
-        os.makedirs(os.path.join(run_dir, "nbd"), mode=0o700, exist_ok=True)
+        for directory in (run_dir, os.path.join(run_dir, "nbd")):  # makedirs gives the mode to the leaf only
+            os.makedirs(directory, mode=0o700, exist_ok=True)
 
     def control_path(self, pbd: str) -> str:
         return os.path.join(self.run_dir, f"pbd-{pbd}.sock")

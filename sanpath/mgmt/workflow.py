@@ -152,7 +152,8 @@ class Workflow:
         if not spec.scsi_id:
             return {"stage": "luns", "luns": [_lun_json(lun) for lun in luns], "xml": probe.luns_xml(luns)}
         if spec.scsi_id not in {lun.scsi_id for lun in luns}:
-            raise XenError("ConfigSCSIid", f"no LUN {spec.scsi_id} behind {spec.iqn}", probe.luns_xml(luns))
+            raise XenError("ConfigSCSIid", f"no LUN {spec.scsi_id} behind {spec.iqn}; found "
+                           + ", ".join(x.scsi_id for x in luns), probe.luns_xml(luns))
         sr = await self.store.sr_on(spec.scsi_id)
         srs = [(sr.uuid, sr.device_config.get("target", ""), sr.device_config.get("targetIQN", ""))] if sr else []
         return {"stage": "srs", "srs": [{"uuid": u, "target": t, "targetIQN": i} for u, t, i in srs],
@@ -172,8 +173,9 @@ class Workflow:
         chosen, luns = await self.luns(host, spec, records)
         lun = next((x for x in luns if x.scsi_id == spec.scsi_id), None)
         if lun is None:
-            raise XenError("ConfigSCSIid", (f"no LUN {spec.scsi_id} behind " if spec.scsi_id else "give the SCSIid "
-                           "of the LUN; found ") + ", ".join(x.scsi_id for x in luns), probe.luns_xml(luns))
+            found = ", ".join(x.scsi_id for x in luns)
+            raise XenError("ConfigSCSIid", f"no LUN {spec.scsi_id} behind {spec.iqn}; found {found}" if spec.scsi_id
+                           else f"give the SCSIid of the LUN; found {found}", probe.luns_xml(luns))
         if (other := await self.store.sr_on(lun.scsi_id)) is not None:
             raise XenError("SRInUse", f"LUN {lun.scsi_id} is used by SR {other.name_label} ({other.uuid})",
                            lun.scsi_id)
@@ -219,9 +221,12 @@ class Workflow:
             return pbd  # plug is idempotent
         return await self._wait(await self.store.request_plug(uuid, True), raise_error, timeout)
 
-    async def unplug(self, uuid: str, *, force: bool = False, timeout: float = PLUG_TIMEOUT) -> PBD:
+    async def unplug(self, uuid: str, *, force: bool = False, timeout: float = PLUG_TIMEOUT,
+                     clients_now: int | None = None) -> PBD:
+        """``clients_now``: the export's NBD clients as its process says right now (the PBD's own host
+        knows it; another host's PBD goes by its last report)."""
         pbd = await self.store.pbd(uuid)
-        clients = int(pbd.other_config.get("nbd_clients", "0") or 0)
+        clients = clients_now if clients_now is not None else int(pbd.other_config.get("nbd_clients", "0") or 0)
         if pbd.currently_attached and clients and not force:
             raise XenError("PBD_IN_USE", f"PBD {uuid} has {clients} NBD client(s) connected to "
                            f"{pbd.other_config.get('nbd', 'its export')}", uuid, clients)

@@ -22,11 +22,13 @@ from typing import Any
 import pytest
 
 from sanpath.lab import Lab
+from sanpath.target import control as target_control
 from sanpath.target.spawn import serve_target
 from sanpath.testing.daemon import Daemon, serve_daemon
 from sanpath.testing.lab import require_lab, running_lab
 from sanpath.testing.peers import require_peer
 from sanpath.testing.tgtd import run_tgtd
+from sanpath.testing.waiting import wait_until_sync
 
 IQN = "iqn.2026-12.org.sanpath.test:lab-mgmt"
 SIZE = 32 << 20
@@ -126,3 +128,29 @@ def test_sanpath_array(lab: Lab, daemon: Daemon, tmp_path: Path, profile: str) -
         # a multi-IQN array needs every address entered; the others answer with every portal on one
         targets = ",".join(p.split(":")[0] for p in t.portals) if profile == "multi-iqn" else portals[0].split(":")[0]
         walk_the_workflow(lab, daemon, targets, case["iqn"], iqns, 0, tmp_path)
+
+
+def test_a_portal_black_holed_before_plug_comes_back_by_itself(lab: Lab, daemon: Daemon) -> None:
+    """Controller B's portal on subnet 2 accepts TCP and never answers while the SR is created: the plug
+    completes with [3, 4]; once it answers again the path logs in by itself and the count is [4, 4]."""
+    portals = controller_portals(lab)
+    with serve_target("--iqn", IQN, *(a for p in portals for a in ("--portal", p)), "--lun", f"mem:{SIZE}",
+                      prefix=lab.prefix("array")) as t:
+        dead = f"{lab.topology.controller_address('B', 2)}:3260"
+        fault = target_control.call(t.control, {"op": "fault", "kind": "blackhole", "portal": dead})["fault"]
+        target = portals[0].split(":")[0]
+        [lun] = daemon.call("POST", "/sr/probe", {"target": target, "targetIQN": IQN})["luns"]
+        sr = daemon.call("POST", "/srs", {"name_label": "bh", "target": target, "targetIQN": IQN,
+                                          "SCSIid": lun["SCSIid"]})
+        [pbd] = sr["pbds"]
+        key = f"mpath-{lun['SCSIid']}"
+        try:
+            assert pbd["currently_attached"] and pbd["other_config"][key] == "[3, 4]", pbd
+            missing = [p["name"] for p in pbd["other_config"]["paths"] if not p["logged_in"]]
+            assert missing == [f"{lab.topology.host_address(2)}->{dead}/{IQN}"]
+            target_control.call(t.control, {"op": "restore", "id": fault["id"]})
+            wait_until_sync(lambda: daemon.call("GET", f"/pbds/{pbd['uuid']}")["other_config"][key] == "[4, 4]",
+                            "the restored portal logged in by itself")
+        finally:
+            daemon.call("POST", f"/pbds/{pbd['uuid']}/unplug", {"force": True})
+            daemon.call("POST", f"/srs/{sr['uuid']}/forget")

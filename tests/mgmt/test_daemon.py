@@ -66,6 +66,8 @@ def test_the_daemon_keeps_a_pbd_plugged_through_faults_and_its_own_death(store_u
     with serve_target("--iqn", IQN, "--portal", "127.0.0.1:0", "--portal", "127.0.0.2:0",
                       "--lun", f"{tmp_path / 'lun0.img'}:64MiB") as array, \
             serve_daemon(*pool_args(store_url, tmp_path), "--name", "h1") as daemon:
+        assert os.stat(daemon.api).st_mode & 0o777 == 0o600  # the API socket: root (its owner) only
+        assert os.stat(os.path.dirname(daemon.api)).st_mode & 0o777 == 0o700
         first, second = array.portals
         fault = target_control.call(array.control, {"op": "fault", "kind": "blackhole", "portal": second})["fault"]
         [lun] = daemon.call("POST", "/sr/probe", {"target": first, "targetIQN": IQN})["luns"]

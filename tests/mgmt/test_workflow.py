@@ -5,6 +5,7 @@ each with its message and advice."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from sanpath.export.nbd.client import NbdClient
 from sanpath.mgmt.errors import KINDS
 from sanpath.target.config import ChapSpec, LunSpec, PortalGroupSpec, ServerSpec, TargetSpec
 from sanpath.target.server import TargetServer
@@ -216,3 +218,36 @@ async def test_host_iqn_rules(array: TargetServer, plane: Plane) -> None:
         await plane.call("POST", f"/pbds/{p['uuid']}/unplug")
     r = await plane.call("POST", f"/hosts/{me}/iqn", {"iqn": "iqn.2026-12.com.example:new"})
     assert r.json()["iqn"] == "iqn.2026-12.com.example:new"
+
+
+async def test_unplug_is_refused_while_an_nbd_client_is_connected(array: TargetServer, plane: Plane) -> None:
+    target = targets(array)
+    [scsi_id, _] = await scsi_ids(plane, target)
+    sr = (await plane.call("POST", "/srs", {"name_label": "s", "target": target, "targetIQN": IQN,
+                                            "SCSIid": scsi_id})).json()
+    [pbd] = sr["pbds"]
+    client = await NbdClient.connect_unix(pbd["nbd"].split("socket=", 1)[1], scsi_id)
+    try:
+        await client.write(0, b"\x5a" * 4096)
+        body = expect_error(await plane.call("POST", f"/pbds/{pbd['uuid']}/unplug"), "PBD_IN_USE")
+        assert "1 NBD client" in body["message"]
+        assert (await plane.call("GET", f"/pbds/{pbd['uuid']}")).json()["currently_attached"]
+        r = await plane.call("POST", f"/pbds/{pbd['uuid']}/unplug", {"force": True})
+        assert r.status_code == 200 and not r.json()["currently_attached"]
+    finally:
+        await client.close()
+
+
+async def test_two_concurrent_sr_creates_through_the_api_one_succeeds(array: TargetServer, plane: Plane) -> None:
+    target = targets(array)
+    [scsi_id, _] = await scsi_ids(plane, target)
+    body = {"target": target, "targetIQN": IQN, "SCSIid": scsi_id}
+    results = await asyncio.gather(plane.call("POST", "/srs", {"name_label": "one", **body}),
+                                   plane.call("POST", "/srs", {"name_label": "two", **body}))
+    codes = sorted(r.status_code for r in results)
+    assert codes == [200, 409], [r.text for r in results]
+    expect_error(next(r for r in results if r.status_code == 409), "SRInUse")
+    srs = (await plane.call("GET", "/srs")).json()
+    assert len(srs) == 1 and len((await plane.call("GET", "/pbds")).json()) == 1
+    for p in (await plane.call("GET", "/pbds")).json():
+        await plane.call("POST", f"/pbds/{p['uuid']}/unplug")
