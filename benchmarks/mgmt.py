@@ -3,7 +3,8 @@
 1. Plug time: ``POST /pbds/UUID/plug`` as a client sees it (the reconciler wakes, the data-path process
    starts, logs in to every path at once, builds the device and exports it), over ``--plugs`` plugs
    with all 4 portals live, and again with one of the 4 black-holed (it accepts TCP and never answers,
-   the worst case for a login). Goal: one dead portal costs at most the login timeout (3 s).
+   the worst case for a login). Goal: one dead portal costs at most the login timeout (3 s); the table
+   shows what it costs over the live plug.
    Peers, as documented (PEERS.md, XENSERVER.md), not run here: Proxmox caps a dead portal at about
    15 s; XenServer and oVirt stall about 120 s.
 2. From a cable pull to the lowered path count in the store: a controller cable is pulled at its switch
@@ -106,7 +107,6 @@ def run(plugs: int, pulls: int, rerun: str) -> str:
     load0 = os.getloadavg()[0]
     state = tempfile.mkdtemp(prefix="sp-bench-", dir="/tmp")
     with Lab(topology=Topology(2, 2), state_path=os.path.join(state, "lab.json")) as lab:
-        lab.up()
         portals = [p for _, p in lab.topology.portals()]
         args = ["--iqn", IQN, *(a for p in portals for a in ("--portal", p)), "--lun", "mem:64MiB"]
         with serve_target(*args, prefix=lab.prefix("array")) as array, \
@@ -146,14 +146,17 @@ def run(plugs: int, pulls: int, rerun: str) -> str:
         "|---|---:|---:|---|---|---|",
         f"| plug, 4 live portals | {plugs} | {_p50_max(live)} | {', '.join(sorted(set(live_counts)))} | | |",
         f"| plug, 1 of 4 portals black-holed | {plugs} | {_p50_max(one_dead)} | "
-        f"{', '.join(sorted(set(dead_counts)))} | ≤ 3,000 (the login timeout) "
-        f"{'met' if max(one_dead) <= 3000 else '**missed**'} | Proxmox ~15,000; XenServer, oVirt ~120,000 |",
+        f"{', '.join(sorted(set(dead_counts)))} | the dead portal costs ≤ 3,000 (the login timeout): "
+        f"{statistics.median(one_dead) - statistics.median(live):,.0f} at p50, "
+        f"{'met' if max(one_dead) - statistics.median(live) <= 3000 else '**missed**'} | "
+        "Proxmox ~15,000; XenServer, oVirt ~120,000 |",
         f"| cable ctlA-s1 pulled at the switch -> path faulty | {pulls} | {_p50_max(to_faulty)} | | | |",
         f"| path faulty -> `mpath-<SCSIid>` lowered in the store | {pulls} | {_p50_max(to_store)} | [3, 4] | "
         f"< 1,000 {'met' if max(to_store) < 1000 else '**missed**'} | XenServer: recomputed on events |", "",
         "Each plug: `POST /pbds/UUID/plug` after an unplug, timed by the client; it returns when the live paths "
-        "are up. A black-holed portal's login waits for the data path's 3 s login timeout while the other "
-        "three log in at once. Faulty: the time of the data-path process's \"failed\" event; store: the "
+        "are up, at most 1 s (the data path's straggler grace) after the first: the black-holed portal's "
+        "login, which would wait out the 3 s login timeout, goes on in the background. "
+        "Faulty: the time of the data-path process's \"failed\" event; store: the "
         "first poll (every 5 ms) of the store that saw the lowered count (the reporter's round is 250 ms).", "",
         "Per run: plugs live " + ", ".join(f"{v:,.0f}" for v in live) + "; plugs one dead "
         + ", ".join(f"{v:,.0f}" for v in one_dead) + "; pulls (faulty / store) "

@@ -2,7 +2,7 @@
 
 It reads its spec as one JSON object on stdin (so that CHAP secrets are never in its arguments or
 environment), logs in to every expected path at once, builds the multipath device over the paths that
-answered, exports it over NBD on the SR's stable unix socket, and prints one JSON line on stdout:
+answered (waiting at most STRAGGLER_GRACE for the rest once one is up), exports it over NBD on the SR's stable unix socket, and prints one JSON line on stdout:
 ``{"ready": true, "nbd": URI, ...}`` or ``{"ready": false, "error": NAME, "message": ...}``. A path that did
 not answer at plug is logged in again by itself, per portal, with backoff, until it does; the path count's
 max is the number of expected paths from the start, so a dead portal shows as a missing path.
@@ -40,6 +40,7 @@ from .attach import ExportService, NbdEndpoint
 
 log = logging.getLogger(__name__)
 RELOGIN_MAX = 8.0
+STRAGGLER_GRACE = 1.0  # seconds a plug waits for the other logins once one path is up
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,49 +87,72 @@ class PbdService(ExportService):
         return mine
 
     async def start(self) -> str:
-        found = await asyncio.gather(*(self._open(w) for w in self.expected))
-        members = [p for group in found for p in group]
+        """Log in to every expected path at once; build the device once the live ones are in. Logins
+        still pending STRAGGLER_GRACE after the first path came up (a black-holed portal waits out its
+        login timeout) finish in the background, and their paths join the device when they answer."""
+        loop = asyncio.get_running_loop()
+        logins: dict[asyncio.Future[list[Path]], ExpectedPath] = {asyncio.ensure_future(self._open(w)): w
+                                                                  for w in self.expected}
+        found: dict[ExpectedPath, list[Path]] = {}
+        pending: set[asyncio.Future[list[Path]]] = set(logins)
+        grace_end: float | None = None
+        while pending:
+            timeout = None if grace_end is None else max(0.0, grace_end - loop.time())
+            done, pending = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                break  # the grace is over: the rest join later
+            for task in done:
+                found[logins[task]] = task.result()
+            if grace_end is None and any(found.values()):
+                grace_end = loop.time() + STRAGGLER_GRACE
+        members = [p for group in found.values() for p in group]
         if not members:
             raise PlugError("ISCSITarget", f"no path to LUN {self.scsi_id} answered; tried "
                             + ", ".join(w.name for w in self.expected))
         device = fold_device(self.scsi_id, members, self.policy_for)
         device.max_paths = max(len(self.expected), len(members))
         uri = await self.serve(device)
-        loop = asyncio.get_running_loop()
-        for want, group in zip(self.expected, found, strict=True):
-            self._live[want] = group
-            if not group:
-                self.tasks.append(loop.create_task(self._login_later(want)))
+        self._live.update(found)
+        still = {w: t for t, w in logins.items() if t in pending}
+        for want in self.expected:
+            if not found.get(want):
+                self.tasks.append(loop.create_task(self._join_later(want, still.get(want))))
         return uri
 
-    async def _login_later(self, want: ExpectedPath) -> None:
-        """A path that was down at plug: log in again with backoff until it answers, then add it."""
+    async def _join_later(self, want: ExpectedPath, login: asyncio.Future[list[Path]] | None) -> None:
+        """A path that was not up at plug: the login still under way, then new ones with backoff until it
+        answers; then its paths join the device."""
         delay = 0.5
         while not self.stopping.is_set():
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RELOGIN_MAX)
+            if login is None:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RELOGIN_MAX)
+                login = asyncio.ensure_future(self._open(want))
             try:
-                paths = await self._open(want)
+                paths = await login
             except SanpathError as e:
                 log.info("%s: still down: %s", want.name, e)
+                paths = []
+            login = None
+            if paths:
+                self._add(want, paths)
+                return
+
+    def _add(self, want: ExpectedPath, paths: list[Path]) -> None:
+        assert self.device is not None and self.monitor is not None
+        for path in paths:
+            if path.device is None:
                 continue
-            if not paths:
-                continue
-            assert self.device is not None and self.monitor is not None
-            for path in paths:
-                if path.device is None:
-                    continue
-                if path.device.capacity is None:  # a standby (ghost) path: it takes the device's capacity
-                    path.device.capacity = next(p.device.capacity for p in self.device.paths
-                                                if p.device is not None and p.device.capacity is not None)
-                if path.device.size != self.device.size or path.device.block_size != self.device.block_size:
-                    log.error("%s: refused: its LUN %s has another size", want.name, self.scsi_id)
-                    return
-                self.device.add_path(path)
-                self.monitor.watch(path)
-            self._live[want] = paths
-            self.device.choose_group()
-            return
+            if path.device.capacity is None:  # a standby (ghost) path: it takes the device's capacity
+                path.device.capacity = next(p.device.capacity for p in self.device.paths
+                                            if p.device is not None and p.device.capacity is not None)
+            if path.device.size != self.device.size or path.device.block_size != self.device.block_size:
+                log.error("%s: refused: its LUN %s has another size", want.name, self.scsi_id)
+                return
+            self.device.add_path(path)
+            self.monitor.watch(path)
+        self._live[want] = paths
+        self.device.choose_group()
 
     def status(self, events: int = 20) -> dict[str, Any]:
         assert self.export is not None
