@@ -2,7 +2,8 @@
 
 It reads its spec as one JSON object on stdin (so that CHAP secrets are never in its arguments or
 environment), logs in to every expected path at once, builds the multipath device over the paths that
-answered (waiting at most STRAGGLER_GRACE for the rest once one is up), exports it over NBD on the SR's stable unix socket, and prints one JSON line on stdout:
+answered (waiting at most STRAGGLER_GRACE for the rest once one is up), exports it over NBD on the SR's
+stable unix socket, and prints one JSON line on stdout:
 ``{"ready": true, "nbd": URI, ...}`` or ``{"ready": false, "error": NAME, "message": ...}``. A path that did
 not answer at plug is logged in again by itself, per portal, with backoff, until it does; the path count's
 max is the number of expected paths from the start, so a dead portal shows as a missing path.

@@ -80,8 +80,12 @@ def sr_json(s: SR) -> dict[str, Any]:
             "device_config": masked(s.device_config), "sm_config": s.sm_config, "other_config": s.other_config}
 
 
-def pbd_json(p: PBD) -> dict[str, Any]:
-    return {"uuid": p.uuid, "sr": p.sr_uuid, "host": p.host_uuid, "plugged": p.plugged,
+def pbd_json(p: PBD, hosts: dict[str, Host]) -> dict[str, Any]:
+    """``state`` is what the PBD's host last reported (attached, detached), or unknown when that host
+    has stopped reporting: its rows are then not known to be true, and are never guessed."""
+    host = hosts.get(p.host_uuid)
+    state = "unknown" if host is None or not live(host) else "attached" if p.currently_attached else "detached"
+    return {"uuid": p.uuid, "sr": p.sr_uuid, "host": p.host_uuid, "state": state, "plugged": p.plugged,
             "currently_attached": p.currently_attached, "device_config": masked(p.device_config),
             "other_config": p.other_config, "nbd": p.other_config.get("nbd") if p.currently_attached else None,
             "error": p.error or None}
@@ -117,6 +121,9 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, token: str | None = Non
 
     async def this_host() -> Host:
         return await store.host(daemon.host.uuid)
+
+    async def hosts_map() -> dict[str, Host]:
+        return {h.uuid: h for h in await store.hosts()}
 
     async def host_ref(name: str | None) -> Host:
         return await store.host(name) if name else await this_host()
@@ -170,11 +177,13 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, token: str | None = Non
     @app.post("/srs")
     async def create_sr(body: CreateBody) -> dict[str, Any]:
         sr, pbds = await workflow.create(await this_host(), body.name_label, body.spec(), body.multihomed)
-        return {**sr_json(await store.sr(sr.uuid)), "pbds": [pbd_json(p) for p in pbds]}
+        known = await hosts_map()
+        return {**sr_json(await store.sr(sr.uuid)), "pbds": [pbd_json(p, known) for p in pbds]}
 
     @app.get("/srs/{uuid}")
     async def get_sr(uuid: str) -> dict[str, Any]:
-        return {**sr_json(await store.sr(uuid)), "pbds": [pbd_json(p) for p in await store.pbds(sr_uuid=uuid)]}
+        known = await hosts_map()
+        return {**sr_json(await store.sr(uuid)), "pbds": [pbd_json(p, known) for p in await store.pbds(sr_uuid=uuid)]}
 
     @app.post("/srs/{uuid}/forget")
     async def forget_sr(uuid: str) -> dict[str, Any]:
@@ -190,23 +199,24 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, token: str | None = Non
     async def list_pbds(sr: Annotated[str | None, Query(max_length=64)] = None,
                         host: Annotated[str | None, Query(max_length=255)] = None) -> list[dict[str, Any]]:
         host_uuid = (await store.host(host)).uuid if host else None
-        return [pbd_json(p) for p in await store.pbds(sr_uuid=sr, host_uuid=host_uuid)]
+        known = await hosts_map()
+        return [pbd_json(p, known) for p in await store.pbds(sr_uuid=sr, host_uuid=host_uuid)]
 
     @app.get("/pbds/{uuid}")
     async def get_pbd(uuid: str) -> dict[str, Any]:
-        return pbd_json(await store.pbd(uuid))
+        return pbd_json(await store.pbd(uuid), await hosts_map())
 
     @app.post("/pbds/{uuid}/plug")
     async def plug(uuid: str) -> dict[str, Any]:
         daemon.wake.set()
-        return pbd_json(await workflow.plug(uuid))
+        return pbd_json(await workflow.plug(uuid), await hosts_map())
 
     @app.post("/pbds/{uuid}/unplug")
     async def unplug(uuid: str, force: Annotated[bool, Body(embed=True)] = False) -> dict[str, Any]:
         daemon.wake.set()
         status = await daemon.supervisor.status(uuid) if uuid in daemon.supervisor.running else None
         clients = int(status["nbd_clients"]) if status is not None else None
-        return pbd_json(await workflow.unplug(uuid, force=force, clients_now=clients))
+        return pbd_json(await workflow.unplug(uuid, force=force, clients_now=clients), await hosts_map())
 
     @app.get("/messages")
     async def list_messages(since: Annotated[float, Query(ge=0)] = 0.0) -> list[dict[str, Any]]:

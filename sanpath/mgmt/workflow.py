@@ -183,6 +183,8 @@ class Workflow:
         carriers = sorted(lun.targets, key=lambda t: t[0] != first)  # the target given first leads
         carrier_iqns = {iqn for _, _, iqn in carriers}
         known = [(r.address, r.port, r.iqn) for r in chosen if r.iqn in carrier_iqns]  # dead portals included
+        if spec.iqn != "*":  # a target given that discovery could not ask (dead) is still a path to have
+            known += [(a, p, spec.iqn) for a, p in spec.addresses() if (a, p, spec.iqn) not in known]
         portals = carriers + [p for p in known if p not in carriers]
         device_config: dict[str, Any] = {
             "target": spec.target, "port": str(spec.port), "targetIQN": spec.iqn, "SCSIid": lun.scsi_id,

@@ -213,6 +213,8 @@ async def test_host_iqn_rules(array: TargetServer, plane: Plane) -> None:
     assert IQN in body["message"] and sr["uuid"] in body["message"]
     pbd2 = next(p for p in sr["pbds"] if p["host"] == other.uuid)  # host2 has no daemon: it cannot plug
     assert not pbd2["currently_attached"] and pbd2["error"]["error"] == "HOST_OFFLINE"
+    assert pbd2["state"] == "unknown"  # its host does not report: not guessed
+    assert next(p for p in sr["pbds"] if p["host"] == me)["state"] == "attached"
     assert (await plane.call("GET", f"/hosts/{other.uuid}")).json()["live"] is False
     for p in sr["pbds"]:
         await plane.call("POST", f"/pbds/{p['uuid']}/unplug")
@@ -251,3 +253,18 @@ async def test_two_concurrent_sr_creates_through_the_api_one_succeeds(array: Tar
     assert len(srs) == 1 and len((await plane.call("GET", "/pbds")).json()) == 1
     for p in (await plane.call("GET", "/pbds")).json():
         await plane.call("POST", f"/pbds/{p['uuid']}/unplug")
+
+
+async def test_a_dead_address_of_the_target_list_counts_as_a_missing_path(array: TargetServer, plane: Plane) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+        target = f"{targets(array).split(',')[0]},{dead}"
+        [scsi_id, _] = await scsi_ids(plane, target)
+        sr = (await plane.call("POST", "/srs", {"name_label": "s", "target": target, "targetIQN": IQN,
+                                                "SCSIid": scsi_id})).json()
+    [pbd] = sr["pbds"]
+    assert pbd["other_config"][f"mpath-{scsi_id}"] == "[2, 3]", pbd
+    assert [p["logged_in"] for p in pbd["other_config"]["paths"]] == [True, True, False]
+    assert sr["device_config"]["multihomelist"].endswith(dead)
+    await plane.call("POST", f"/pbds/{pbd['uuid']}/unplug")
