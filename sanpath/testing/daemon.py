@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx
 
+from ..target.spawn import terminate
+
 _READY = re.compile(r"^sanpath host serve ready: host (\S+) \((\S+)\) iqn (\S+) api unix:(\S+)")
 
 
@@ -112,13 +114,7 @@ def start_daemon(*args: str, state_dir: str, run_dir: str, prefix: Sequence[str]
         with open(log_path, errors="replace") as f:
             raise RuntimeError(f"sanpath host serve did not start ({line!r}); its log: {f.read()[-3000:]}")
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc, grace=20)
         proc.stdout.close()
 
 
