@@ -10,15 +10,16 @@ from ..mgmt.client import ApiClient, api_option, emit, format_option, run
 
 
 def _paths(p: dict[str, Any]) -> str:
+    """XenCenter's "n of m paths active (k iSCSI sessions)"."""
     counts = next((v for k, v in p["other_config"].items() if k.startswith("mpath-")), None)
-    if not p["currently_attached"] or counts is None:
+    if p["state"] != "attached" or counts is None:
         return "-"
-    active, maximum = counts.strip("[]").split(",")
+    active, _, maximum = str(counts).strip("[]").partition(",")
     return f"{active.strip()} of {maximum.strip()} ({p['other_config'].get('iscsi_sessions', '?')} sessions)"
 
 
 PBD_COLUMNS = [("UUID", lambda p: p["uuid"]), ("SR", lambda p: p["sr"]), ("HOST", lambda p: p["host"]),
-               ("ATTACHED", lambda p: p["currently_attached"]), ("PATHS", _paths), ("NBD", lambda p: p["nbd"]),
+               ("STATE", lambda p: p["state"]), ("PATHS", _paths), ("NBD", lambda p: p["nbd"]),
                ("ERROR", lambda p: (p["error"] or {}).get("error"))]
 
 

@@ -23,7 +23,7 @@ LUN_COLUMNS = [("SCSIid", lambda r: r["SCSIid"]), ("LUNid", lambda r: r["LUNid"]
                ("VENDOR", lambda r: r["vendor"]), ("SERIAL", lambda r: r["serial"] or "-"),
                ("PORTALS", lambda r: ",".join(r["portals"]))]
 PBD_COLUMNS = [("HOST", lambda p: p["host"]), ("PBD", lambda p: p["uuid"]),
-               ("ATTACHED", lambda p: p["currently_attached"]),
+               ("STATE", lambda p: p["state"]),
                ("PATHS", lambda p: next((v for k, v in p["other_config"].items() if k.startswith("mpath-")), "-")),
                ("ERROR", lambda p: (p["error"] or {}).get("message"))]
 

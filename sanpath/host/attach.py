@@ -10,7 +10,6 @@ Control socket requests::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -128,19 +127,25 @@ class ExportService:
             return {"ok": False, "error": "not attached yet"}
         return {"ok": True, "status": self.status(int(req.get("events", 20)))}
 
-    async def stop(self) -> None:
-        """Stop taking NBD requests, let those in flight finish, flush the LUN, log out everywhere."""
+    async def stop(self) -> bool:
+        """Stop taking NBD requests, let those in flight finish, flush the LUN, log out everywhere.
+        Returns whether the flush succeeded (False: acknowledged writes may not be on the array)."""
         for task in self.tasks:
             task.cancel()
         if self.export is not None:
             await self.export.close()
+        flushed = True
         if self.device is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(self.device.flush(), 30)
+            except Exception as e:
+                log.error("%s: the last flush failed: %s", self.device.wwid, e)
+                flushed = False
         if self.monitor is not None:
             await self.monitor.stop()
         await self.control.stop()
         await self.pool.close()
+        return flushed
 
 
 class AttachService(ExportService):

@@ -13,20 +13,23 @@ daemon finds it again through its control socket, whose ``status`` answer names 
 
 Spec keys: pbd, sr, scsi_id, paths [{source, host, port, iqn, routed}], initiator_name, chap
 {user, secret}, mutual {user, secret}, settings ["key=value", ...] (multipath settings), nbd (socket
-path), control (socket path), login_timeout, multipathed.
+path), control (socket path), lock (the PBD's lock file), login_timeout, multipathed.
 
-Control requests: ``{"op": "status"}`` and ``{"op": "stop"}`` (drain, flush, log out, exit 0).
+Control requests: ``{"op": "status"}`` and ``{"op": "stop"}`` (drain, flush, log out; exit 0, or
+FLUSH_FAILED when the last flush failed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fcntl
 import json
 import logging
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +44,7 @@ from .attach import ExportService, NbdEndpoint
 
 log = logging.getLogger(__name__)
 RELOGIN_MAX = 8.0
+FLUSH_FAILED = 3  # exit status: the last flush failed, so acknowledged writes may not be on the array
 STRAGGLER_GRACE = 1.0  # seconds a plug waits for the other logins once one path is up
 
 
@@ -131,8 +135,8 @@ class PbdService(ExportService):
                 login = asyncio.ensure_future(self._open(want))
             try:
                 paths = await login
-            except SanpathError as e:
-                log.info("%s: still down: %s", want.name, e)
+            except Exception:  # a bug must not end the retries: the path would never come back
+                log.exception("%s: logging in again failed", want.name)
                 paths = []
             login = None
             if paths:
@@ -173,9 +177,9 @@ class PbdService(ExportService):
             return {"ok": True}
         return await super().handle(req)
 
-    async def stop(self) -> None:
+    async def stop(self) -> bool:
         self.stopping.set()
-        await super().stop()
+        return await super().stop()
 
 
 class PlugError(SanpathError):
@@ -189,8 +193,34 @@ def _chap(value: dict[str, str] | None) -> ChapCredentials | None:
 
 
 def _say(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+    """The one line for the daemon on stdout; a daemon that died meanwhile must not stop the data path."""
+    try:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+    except OSError:
+        log.warning("the daemon is gone before our ready line; serving on (a new daemon adopts us)")
+
+
+def _quiet_stdout() -> None:
+    """Nothing more goes to the daemon: stdout points at /dev/null, so no later write can hit a closed
+    pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+
+
+def _lock(path: str) -> int | None:
+    """The PBD's lock, held for the process's life: at most one data-path process per PBD. Retried for
+    a second, because the daemon tests it (and lets it go at once) before it starts us."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    for _ in range(100):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            time.sleep(0.01)
+    os.close(fd)
+    return None
 
 
 async def _main(spec: dict[str, Any]) -> int:
@@ -212,9 +242,9 @@ async def _main(spec: dict[str, Any]) -> int:
     active, maximum = service.device.counts()
     _say({"ready": True, "nbd": uri, "pid": os.getpid(), "control": service.control.path,
           "mpath": [active, maximum]})
+    _quiet_stdout()
     await service.stopping.wait()
-    await service.stop()
-    return 0
+    return 0 if await service.stop() else FLUSH_FAILED
 
 
 def main() -> None:
@@ -222,9 +252,14 @@ def main() -> None:
     try:
         spec = json.loads(sys.stdin.readline())
         spec["paths"] = [dataclasses.asdict(ExpectedPath(**p)) for p in spec["paths"]]  # refuse unknown keys
-    except (ValueError, TypeError, KeyError) as e:
+        lock = _lock(spec["lock"])
+    except (ValueError, TypeError, KeyError, OSError) as e:
         _say({"ready": False, "error": "VALUE_INVALID", "message": f"bad spec on stdin: {e}"})
         sys.exit(2)
+    if lock is None:
+        _say({"ready": False, "error": "ISCSIQueryDaemon",
+              "message": f"PBD {spec.get('pbd')} has a data-path process already ({spec['lock']} is held)"})
+        sys.exit(1)
     sys.exit(asyncio.run(_main(spec)))
 
 

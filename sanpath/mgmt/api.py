@@ -58,10 +58,10 @@ class PurposeBody(BaseModel):
     purpose: str = Field(..., pattern="^(storage|management|none)$")
 
 
-def host_json(h: Host) -> dict[str, Any]:
+def host_json(h: Host, now: float) -> dict[str, Any]:
     return {"uuid": h.uuid, "name_label": h.name_label, "iqn": h.iqn, "enabled": h.enabled,
             "multipathing": h.multipathing, "multipath_handle": h.multipath_handle,
-            "live": live(h), "heartbeat": h.heartbeat,
+            "live": live(h, now), "heartbeat": h.heartbeat,
             "other_config": h.other_config}
 
 
@@ -80,14 +80,13 @@ def sr_json(s: SR) -> dict[str, Any]:
             "device_config": masked(s.device_config), "sm_config": s.sm_config, "other_config": s.other_config}
 
 
-def pbd_json(p: PBD, hosts: dict[str, Host]) -> dict[str, Any]:
+def pbd_json(p: PBD, live_hosts: set[str]) -> dict[str, Any]:
     """``state`` is what the PBD's host last reported (attached, detached), or unknown when that host
     has stopped reporting: its rows are then not known to be true, and are never guessed."""
-    host = hosts.get(p.host_uuid)
-    state = "unknown" if host is None or not live(host) else "attached" if p.currently_attached else "detached"
+    state = "unknown" if p.host_uuid not in live_hosts else "attached" if p.currently_attached else "detached"
     return {"uuid": p.uuid, "sr": p.sr_uuid, "host": p.host_uuid, "state": state, "plugged": p.plugged,
             "currently_attached": p.currently_attached, "device_config": masked(p.device_config),
-            "other_config": p.other_config, "nbd": p.other_config.get("nbd") if p.currently_attached else None,
+            "other_config": p.other_config, "nbd": p.other_config.get("nbd") if state == "attached" else None,
             "error": p.error or None}
 
 
@@ -122,8 +121,10 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, token: str | None = Non
     async def this_host() -> Host:
         return await store.host(daemon.host.uuid)
 
-    async def hosts_map() -> dict[str, Host]:
-        return {h.uuid: h for h in await store.hosts()}
+    async def live_hosts() -> set[str]:
+        """The hosts that are live now (by the store's clock)."""
+        now = await store.now()
+        return {h.uuid for h in await store.hosts() if live(h, now)}
 
     async def host_ref(name: str | None) -> Host:
         return await store.host(name) if name else await this_host()
@@ -139,19 +140,20 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, token: str | None = Non
     @app.get("/self")
     async def get_self() -> dict[str, Any]:
         """The host whose daemon answers."""
-        return host_json(await this_host())
+        return host_json(await this_host(), await store.now())
 
     @app.get("/hosts")
     async def list_hosts() -> list[dict[str, Any]]:
-        return [host_json(h) for h in await store.hosts()]
+        now = await store.now()
+        return [host_json(h, now) for h in await store.hosts()]
 
     @app.get("/hosts/{ref}")
     async def get_host(ref: str) -> dict[str, Any]:
-        return host_json(await store.host(ref))
+        return host_json(await store.host(ref), await store.now())
 
     @app.post("/hosts/{ref}/iqn")
     async def set_iqn(ref: str, body: IqnBody) -> dict[str, Any]:
-        return host_json(await workflow.set_iqn(await store.host(ref), body.iqn))
+        return host_json(await workflow.set_iqn(await store.host(ref), body.iqn), await store.now())
 
     @app.get("/pifs")
     async def list_pifs(host: Annotated[str | None, Query(max_length=255)] = None) -> list[dict[str, Any]]:
@@ -177,12 +179,12 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, token: str | None = Non
     @app.post("/srs")
     async def create_sr(body: CreateBody) -> dict[str, Any]:
         sr, pbds = await workflow.create(await this_host(), body.name_label, body.spec(), body.multihomed)
-        known = await hosts_map()
+        known = await live_hosts()
         return {**sr_json(await store.sr(sr.uuid)), "pbds": [pbd_json(p, known) for p in pbds]}
 
     @app.get("/srs/{uuid}")
     async def get_sr(uuid: str) -> dict[str, Any]:
-        known = await hosts_map()
+        known = await live_hosts()
         return {**sr_json(await store.sr(uuid)), "pbds": [pbd_json(p, known) for p in await store.pbds(sr_uuid=uuid)]}
 
     @app.post("/srs/{uuid}/forget")
@@ -199,24 +201,24 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, token: str | None = Non
     async def list_pbds(sr: Annotated[str | None, Query(max_length=64)] = None,
                         host: Annotated[str | None, Query(max_length=255)] = None) -> list[dict[str, Any]]:
         host_uuid = (await store.host(host)).uuid if host else None
-        known = await hosts_map()
+        known = await live_hosts()
         return [pbd_json(p, known) for p in await store.pbds(sr_uuid=sr, host_uuid=host_uuid)]
 
     @app.get("/pbds/{uuid}")
     async def get_pbd(uuid: str) -> dict[str, Any]:
-        return pbd_json(await store.pbd(uuid), await hosts_map())
+        return pbd_json(await store.pbd(uuid), await live_hosts())
 
     @app.post("/pbds/{uuid}/plug")
     async def plug(uuid: str) -> dict[str, Any]:
         daemon.wake.set()
-        return pbd_json(await workflow.plug(uuid), await hosts_map())
+        return pbd_json(await workflow.plug(uuid), await live_hosts())
 
     @app.post("/pbds/{uuid}/unplug")
     async def unplug(uuid: str, force: Annotated[bool, Body(embed=True)] = False) -> dict[str, Any]:
         daemon.wake.set()
         status = await daemon.supervisor.status(uuid) if uuid in daemon.supervisor.running else None
         clients = int(status["nbd_clients"]) if status is not None else None
-        return pbd_json(await workflow.unplug(uuid, force=force, clients_now=clients), await hosts_map())
+        return pbd_json(await workflow.unplug(uuid, force=force, clients_now=clients), await live_hosts())
 
     @app.get("/messages")
     async def list_messages(since: Annotated[float, Query(ge=0)] = 0.0) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -23,26 +24,35 @@ EXIT_BAD_INPUT = {400, 404}
 
 
 class ApiClient:
-    def __init__(self, api: str | None = None, *, timeout: float = 120.0) -> None:
+    def __init__(self, api: str | None = None, *, timeout: float = 300.0) -> None:
         self.api = api or os.environ.get(API_ENV) or places.default_api()
         headers = {}
-        if self.api.startswith("unix:"):
-            transport = httpx.HTTPTransport(uds=self.api[5:])
-            self.client = httpx.Client(transport=transport, base_url="http://sanpath", timeout=timeout)
-        elif self.api.startswith("https://"):
-            if token := os.environ.get(TOKEN_ENV):
-                headers["Authorization"] = f"Bearer {token}"
-            self.client = httpx.Client(base_url=self.api, headers=headers, timeout=timeout,
-                                       verify=os.environ.get(CA_ENV) or True)
-        else:
-            raise XenError("VALUE_INVALID", f"--api {self.api!r}: write unix:PATH or https://HOST:PORT (TCP is "
-                           "offered only with TLS)", self.api)
+        try:
+            if self.api.startswith("unix:"):
+                transport = httpx.HTTPTransport(uds=self.api[5:])
+                self.client = httpx.Client(transport=transport, base_url="http://sanpath", timeout=timeout)
+            elif self.api.startswith("https://"):
+                if token := os.environ.get(TOKEN_ENV):
+                    headers["Authorization"] = f"Bearer {token}"
+                ca = os.environ.get(CA_ENV)
+                self.client = httpx.Client(base_url=self.api, headers=headers, timeout=timeout,
+                                           verify=ssl.create_default_context(cafile=ca) if ca else True)
+            else:
+                raise XenError("VALUE_INVALID", f"--api {self.api!r}: write unix:PATH or https://HOST:PORT (TCP "
+                               "is offered only with TLS)", self.api)
+        except (httpx.InvalidURL, OSError, ssl.SSLError) as e:
+            raise XenError("VALUE_INVALID", f"--api {self.api}: {e}", self.api,
+                           advice=f"Check --api (or ${API_ENV}) and ${CA_ENV}.") from None
 
     def call(self, method: str, path: str, *, body: dict[str, Any] | None = None,
              params: dict[str, Any] | None = None) -> Any:
         try:
             r = self.client.request(method, path, json=body, params={k: v for k, v in (params or {}).items()
                                                                      if v is not None})
+        except httpx.TimeoutException:
+            raise XenError("TIMEOUT", f"the host daemon at {self.api} did not answer {method} {path} in time",
+                           self.api, advice="The request may still be carried out: look with sanpath pbd list "
+                           "before trying again.") from None
         except httpx.TransportError as e:
             raise XenError("ISCSIQueryDaemon", f"cannot reach the host daemon at {self.api}: {e}", self.api,
                            advice="Start it (sanpath host serve), or point --api / $SANPATH_API at it.") from None
@@ -50,10 +60,9 @@ class ApiClient:
             data = r.json()
         except ValueError:
             data = None
-        if r.status_code >= 400:
+        if r.status_code >= 400 or data is None:
             if isinstance(data, dict) and "error" in data:
-                error = XenError.from_json(data)
-                raise error
+                raise XenError.from_json(data)
             raise XenError("MultipathGenericFailure", f"HTTP {r.status_code} from {self.api}{path}: {r.text[:300]}")
         return data
 
@@ -110,4 +119,6 @@ def read_secret(path: str | None, env: str) -> str:
                 return f.read().strip()
         except OSError as e:
             raise XenError("VALUE_INVALID", f"cannot read {path}: {e.strerror}", path) from None
+        except UnicodeDecodeError:
+            raise XenError("VALUE_INVALID", f"{path} is not text; a CHAP secret is a text line", path) from None
     return os.environ.get(env, "")

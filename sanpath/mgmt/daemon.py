@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Any
 
+from ..host.pbd import FLUSH_FAILED
 from . import netlink
 from .errors import XenError
 from .pathplan import plan_paths
@@ -21,17 +22,22 @@ from .poolkey import PoolKey
 from .store import Store
 from .store.model import PBD, Host
 from .supervisor import Supervisor
-from .workflow import HEARTBEAT
+from .workflow import HEARTBEAT, MPATH, TargetSpec
 
 log = logging.getLogger(__name__)
 RECONCILE = 0.25
 RESTART_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
-REPORTED = ("multipathed", "iscsi_sessions", "nbd", "nbd_clients", "paths")
+REPORTED = ("multipathed", "iscsi_sessions", "nbd", "nbd_clients", "paths")  # and mpath-<SCSIid>
 
 
 def link_rows() -> list[dict[str, Any]]:
     return [{"device": link.name, "mac": link.mac, "mtu": link.mtu, "carrier": link.carrier, "kind": link.kind,
              "master": link.master, "addresses": list(link.addresses)} for link in netlink.read_links()]
+
+
+def unreported(other_config: dict[str, Any]) -> dict[str, Any]:
+    """The PBD's other-config without what the reporter writes (as unplug leaves it)."""
+    return {k: v for k, v in other_config.items() if k not in REPORTED and not k.startswith(MPATH)}
 
 
 class HostDaemon:
@@ -40,7 +46,7 @@ class HostDaemon:
         self.key = key
         self.host = host
         self.supervisor = supervisor
-        self.wake = asyncio.Event()
+        self.wake = asyncio.Event()  # a request was written: reconcile now rather than at the next round
         self._restarts: dict[str, int] = {}
         self._next_start: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -48,11 +54,11 @@ class HostDaemon:
     async def start(self) -> None:
         for dp in await self.supervisor.adopt():
             await self.store.add_message("PBD_DATAPATH_ADOPTED", 5, "PBD", dp.pbd, {"pid": dp.pid},
-                                         f"the daemon adopted the running data-path process {dp.pid}")
+                                         f"the daemon adopted the running data-path process {dp.pid or ''}".strip())
         await self.refresh_host()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._loop(self.refresh_host, HEARTBEAT)),
-                       loop.create_task(self._loop(self.reconcile, RECONCILE))]
+        self._tasks = [loop.create_task(self._loop(self.refresh_host, HEARTBEAT, None)),
+                       loop.create_task(self._loop(self.reconcile, RECONCILE, self.wake))]
 
     async def stop(self) -> None:
         """The daemon stops; the data-path processes go on (a new daemon adopts them)."""
@@ -62,20 +68,23 @@ class HostDaemon:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _loop(self, work: Any, interval: float) -> None:
+    async def _loop(self, work: Any, interval: float, wake: asyncio.Event | None) -> None:
         while True:
             try:
                 await work()
             except Exception:  # the store may be away for a while: I/O goes on, and so do we
                 log.exception("%s failed; retrying", getattr(work, "__name__", work))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), interval)
-            self.wake.clear()
+            if wake is None:
+                await asyncio.sleep(interval)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), interval)
+            wake.clear()
 
     async def refresh_host(self) -> None:
         rows = await asyncio.to_thread(link_rows)
         await self.store.sync_pifs(self.host.uuid, rows)
-        self.host = await self.store.update_host(self.host.uuid, heartbeat=time.time())
+        self.host = await self.store.update_host(self.host.uuid, heartbeat=await self.store.now())
 
     # --- reconciler ------------------------------------------------------------------------------------
 
@@ -83,27 +92,34 @@ class HostDaemon:
         pbds = await self.store.pbds(host_uuid=self.host.uuid)
         mine = {p.uuid for p in pbds}
         for pbd in pbds:
-            await self._reconcile_one(pbd)
+            try:
+                await self._reconcile_one(pbd)
+            except Exception:  # one PBD's trouble must not starve the others
+                log.exception("PBD %s: reconciling failed; retrying next round", pbd.uuid)
         for uuid in list(self.supervisor.running):
             if uuid not in mine:  # its SR was forgotten behind our back: stop serving it
                 await self.supervisor.stop(uuid)
 
     async def _reconcile_one(self, pbd: PBD) -> None:
         fresh = pbd.observed_generation < pbd.generation  # a plug or unplug request not acted on yet
-        status = await self.supervisor.status(pbd.uuid) if pbd.uuid in self.supervisor.running else None
+        running = pbd.uuid in self.supervisor.running
         if not pbd.plugged:
-            if pbd.uuid in self.supervisor.running:
-                await self.supervisor.stop(pbd.uuid)
+            error: dict[str, Any] = {}
+            if running and await self.supervisor.stop(pbd.uuid) == FLUSH_FAILED:
+                error = XenError("ISCSIDevice", f"PBD {pbd.uuid}: the last flush before the unplug failed; "
+                                 "writes acknowledged before it may not be on the array", pbd.uuid,
+                                 advice="Check the array and the LUN's data before using it again.").to_json()
             if fresh or pbd.currently_attached:
-                other = {k: v for k, v in pbd.other_config.items() if k not in REPORTED and not k.startswith("mpath-")}
-                await self.store.update_pbd(pbd.uuid, currently_attached=False, other_config=other, error={},
+                await self.store.settle_pbd(pbd.uuid, pbd.generation, currently_attached=False, error=error,
+                                            other_config=unreported(pbd.other_config),
                                             observed_generation=pbd.generation)
             return
+        status = await self.supervisor.status(pbd.uuid) if running else None
         if status is not None:
             await self._report(pbd, status, fresh)
             return
-        if pbd.uuid in self.supervisor.running and not self.supervisor.gone(pbd.uuid):
-            return  # alive but slow to answer: judged again next round
+        if not self.supervisor.gone(pbd.uuid):
+            return  # alive but not answering (still logging in, or busy): judged again next round
         if not fresh:
             if pbd.currently_attached:  # it was serving and died
                 await self._died(pbd)
@@ -111,18 +127,23 @@ class HostDaemon:
                 return
         await self._start(pbd, fresh)
 
-    async def _died(self, pbd: PBD) -> None:
-        n = self._restarts.get(pbd.uuid, 0)
+    def _back_off(self, pbd: str) -> float:
+        n = self._restarts.get(pbd, 0)
+        self._restarts[pbd] = n + 1
         delay = RESTART_BACKOFF[min(n, len(RESTART_BACKOFF) - 1)]
-        self._restarts[pbd.uuid] = n + 1
-        self._next_start[pbd.uuid] = time.monotonic() + delay
+        self._next_start[pbd] = time.monotonic() + delay
+        return delay
+
+    async def _died(self, pbd: PBD) -> None:
+        delay = self._back_off(pbd.uuid)
+        n = self._restarts[pbd.uuid]
         self.supervisor.forget(pbd.uuid)
         await self.store.update_pbd(pbd.uuid, currently_attached=False)
         await self.store.add_message("PBD_DATAPATH_RESTARTED", 3, "PBD", pbd.uuid,
-                                     {"host": self.host.uuid, "restart": n + 1, "delay": delay},
+                                     {"host": self.host.uuid, "restart": n, "delay": delay},
                                      f"the data-path process of PBD {pbd.uuid} on {self.host.name_label} exited; "
-                                     f"restart {n + 1} in {delay:g} s")
-        log.warning("PBD %s: data-path process gone; restart %d in %g s", pbd.uuid, n + 1, delay)
+                                     f"restart {n} in {delay:g} s")
+        log.warning("PBD %s: data-path process gone; restart %d in %g s", pbd.uuid, n, delay)
 
     async def _start(self, pbd: PBD, fresh: bool) -> None:
         try:
@@ -131,13 +152,11 @@ class HostDaemon:
         except XenError as e:
             log.warning("PBD %s: plug failed: %s", pbd.uuid, e)
             if fresh:  # the admin's plug failed: say why and leave it unplugged
-                await self.store.update_pbd(pbd.uuid, plugged=False, currently_attached=False, error=e.to_json(),
-                                            observed_generation=pbd.generation)
+                await self.store.settle_pbd(pbd.uuid, pbd.generation, plugged=False, currently_attached=False,
+                                            error=e.to_json(), observed_generation=pbd.generation)
             else:  # keeping it plugged: try again later
                 await self.store.update_pbd(pbd.uuid, error=e.to_json())
-                n = self._restarts.get(pbd.uuid, 0)
-                self._restarts[pbd.uuid] = n + 1
-                self._next_start[pbd.uuid] = time.monotonic() + RESTART_BACKOFF[min(n, len(RESTART_BACKOFF) - 1)]
+                self._back_off(pbd.uuid)
             return
         status = await self.supervisor.status(dp.pbd)
         if status is not None:
@@ -147,23 +166,23 @@ class HostDaemon:
     async def _report(self, pbd: PBD, status: dict[str, Any], fresh: bool) -> None:
         """The process's view -> the PBD's other-config, written only when something changed."""
         active, maximum = status["mpath_counts"]
-        key = f"mpath-{status['wwid']}"
-        other = {k: v for k, v in pbd.other_config.items() if k not in REPORTED and not k.startswith("mpath-")}
+        key = f"{MPATH}{status['wwid']}"
+        other = unreported(pbd.other_config)
         if pbd.currently_attached and key in pbd.other_config:  # the max never decreases while plugged
             with contextlib.suppress(ValueError, IndexError):
                 maximum = max(maximum, int(pbd.other_config[key].strip("[]").split(",")[1]))
         other.update({
             "multipathed": "true" if status.get("multipathed", True) else "false",
-            "iscsi_sessions": str(status["iscsi_sessions"]),
+            "iscsi_sessions": str(status.get("iscsi_sessions", 0)),
             key: f"[{active}, {maximum}]",
-            "nbd": status["nbd"],
-            "nbd_clients": str(status["nbd_clients"]),
-            "paths": [{"name": p["name"], "routed": p["routed"], "logged_in": p["logged_in"]}
-                      for p in status["expected"]],
+            "nbd": status.get("nbd", ""),
+            "nbd_clients": str(status.get("nbd_clients", 0)),
+            "paths": [{"name": p.get("name"), "routed": p.get("routed"), "logged_in": p.get("logged_in")}
+                      for p in status.get("expected", [])],
         })
         if fresh or other != pbd.other_config or not pbd.currently_attached or pbd.error:
-            await self.store.update_pbd(pbd.uuid, currently_attached=True, other_config=other, error={},
-                                        observed_generation=pbd.generation)
+            await self.store.settle_pbd(pbd.uuid, pbd.generation, currently_attached=True, other_config=other,
+                                        error={}, observed_generation=pbd.generation)
 
     # --- the data-path spec ----------------------------------------------------------------------------
 
@@ -174,10 +193,12 @@ class HostDaemon:
         multihomed = dc.get("multihomed", "auto")
         multihome = host.multipathing if multihomed == "auto" else multihomed == "true"
         portals = [(str(a), int(p), str(i)) for a, p, i in sr.sm_config.get("portals", [])]
-        if not multihome:
-            given = {t.strip().split(":")[0] for t in dc.get("target", "").split(",")}
-            portals = [p for p in portals if p[0] in given][:1] or portals[:1]
+        if not multihome:  # XenServer: only the portal of the target address, one path
+            given = set(TargetSpec(dc.get("target", ""), int(dc.get("port", 3260))).addresses())
+            portals = [p for p in portals if (p[0], p[1]) in given][:1] or portals[:1]
         paths = plan_paths(portals, await self.store.pifs(host.uuid))
+        if not multihome:
+            paths = paths[:1]
         # dmp (DM-MP) takes the array's own device section (an LSI array gets its rdac handler from it);
         # rdac (the seed's MPP RDAC) forces the RDAC handler, prioritizer and checker on every array
         settings = []

@@ -46,6 +46,8 @@ _KINDS = [
     Kind("POOL_NOT_INITIALISED", None, 409, "Create the pool first: sanpath pool create --key-file FILE."),
     Kind("POOL_KEY_INVALID", None, 400, "Give the pool key file that sanpath pool create wrote (--pool-key)."),
     Kind("VALUE_INVALID", None, 400, "Correct the value as the message says."),
+    Kind("HOST_DAEMON_RUNNING", None, 409, "Stop the other daemon first; several daemons on one machine "
+         "need names (--name) and runtime directories (SANPATH_RUN_DIR) of their own."),
     Kind("HOST_OFFLINE", None, 503, "Start the host's daemon (sanpath host serve) and try again."),
     Kind("TIMEOUT", None, 504, "The host did not report in time; see sanpath pbd list and the daemon's log."),
     Kind("UNAUTHORIZED", None, 401, "Send the API token: Authorization: Bearer TOKEN."),

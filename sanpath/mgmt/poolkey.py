@@ -22,12 +22,14 @@ class PoolKey:
     def create(cls, path: str) -> PoolKey:
         """A new key written to ``path`` (mode 0600; refuses to overwrite an existing file)."""
         key = Fernet.generate_key()
-        os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
         try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             raise XenError("VALUE_INVALID", f"{path} exists already; a pool key is never overwritten", path,
                            advice="Give another --key-file, or use the pool that key belongs to.") from None
+        except OSError as e:
+            raise XenError("VALUE_INVALID", f"cannot write the pool key {path}: {e.strerror}", path) from None
         with os.fdopen(fd, "wb") as f:
             f.write(key + b"\n")
         return cls(key, path)

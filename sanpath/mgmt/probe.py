@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..errors import SanpathError, ScsiCommandError
 from ..initiator.device import ScsiDevice
-from ..initiator.discovery import DiscoveredTarget, parse_portals, parse_send_targets
+from ..initiator.discovery import DiscoveredTarget, parse_send_targets
 from ..initiator.session import Session, SessionConfig
 from ..multipath.sense import ghost_reason
 
@@ -20,7 +20,7 @@ DEFAULT_PORT = 3260
 CONNECT_TIMEOUT = 3.0  # connect + login: a dead portal costs at most this
 REPLY_TIMEOUT = 5.0  # SendTargets answer, logout
 
-ProbeError = (SanpathError, OSError, TimeoutError, ValueError)  # what one target or portal may fail with
+ProbeError = (SanpathError, OSError, TimeoutError, ValueError, OverflowError)  # what one target or portal may fail with
 
 
 def _probe_config(base: SessionConfig, host: str, port: int, target: str | None) -> SessionConfig:
@@ -205,27 +205,17 @@ def _render(root: str, entry: str, rows: Sequence[Sequence[tuple[str, str]]]) ->
     return doc.toprettyxml(indent="\t")
 
 
-def _wildcard_port(targets_text: str) -> int:
-    """The port for the ``*`` entry: the one port every target shares, else the default (a list with
-    several ports carries them in its text)."""
-    try:
-        ports = {port for _, port in parse_portals(targets_text)}
-    except (SanpathError, ValueError):  # an unparsable list (ConfigError) simply gets no Port
-        return DEFAULT_PORT
-    return ports.pop() if len(ports) == 1 else DEFAULT_PORT
-
-
 def _port(port: int) -> str:
     return "" if port == DEFAULT_PORT else str(port)
 
 
-def iqns_xml(records: Sequence[DiscoveredTarget], targets_text: str) -> str:
+def iqns_xml(records: Sequence[DiscoveredTarget], targets_text: str, wildcard_port: int = DEFAULT_PORT) -> str:
     """Stage 1: ``<iscsi-target-iqns>``, a ``<TGT>`` per (portal, IQN) in discovery order, then the
     wildcard ``*`` whose IPAddress is the target list as the user wrote it. Port only when not 3260."""
     rows = [[("Index", str(i)), ("IPAddress", r.address), ("Port", _port(r.port)), ("TargetIQN", r.iqn)]
             for i, r in enumerate(records)]
     rows.append([("Index", str(len(records))), ("IPAddress", targets_text),
-                 ("Port", _port(_wildcard_port(targets_text))), ("TargetIQN", "*")])
+                 ("Port", _port(wildcard_port)), ("TargetIQN", "*")])
     return _render("iscsi-target-iqns", "TGT", rows)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import secrets
 import signal
@@ -27,7 +28,7 @@ from .poolkey import PoolKey
 from .store import Store
 from .store.model import Host
 from .supervisor import Supervisor
-from .workflow import Workflow
+from .workflow import Workflow, live
 
 
 class _Server(uvicorn.Server):
@@ -71,11 +72,29 @@ async def open_pool(db: str | None, key_path: str | None) -> tuple[Store, PoolKe
         raise
 
 
-async def find_host(store: Store, name: str) -> Host:
+async def find_host(store: Store, name: str, daemon_id: str) -> Host:
+    """This host's row (made on first start, with a new IQN). A row whose live daemon is another one
+    (two machines with one name) is refused: two daemons must never reconcile one host's PBDs."""
     for h in await store.hosts():
         if h.name_label == name:
-            return h
-    return await store.add_host(name, generate_iqn())
+            other = h.other_config.get("daemon", daemon_id)
+            if other != daemon_id and live(h, await store.now()):
+                raise XenError("HOST_DAEMON_RUNNING", f"host {name} is served by the daemon {other}, which is "
+                               "reporting", name, other)
+            return await store.update_host(h.uuid, other_config={**h.other_config, "daemon": daemon_id})
+    made = await store.add_host(name, generate_iqn())
+    return await store.update_host(made.uuid, other_config={"daemon": daemon_id})
+
+
+def lock_daemon(run_dir: str) -> int:
+    """The daemon's lock in its runtime directory, held for its life: one daemon per host."""
+    fd = os.open(os.path.join(run_dir, "daemon.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise XenError("HOST_DAEMON_RUNNING", f"a host daemon runs already on {run_dir}", run_dir) from None
+    return fd
 
 
 def _unix_path(api: str) -> str:
@@ -86,39 +105,50 @@ def _unix_path(api: str) -> str:
 
 def _tcp(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise XenError("VALUE_INVALID", f"--api-tcp {address!r}: write ADDR:PORT, e.g. 127.0.0.1:8443", address)
     return host.strip("[]"), int(port)
 
 
 def _token(path: str) -> str:
-    if os.path.exists(path):
-        with open(path) as f:
-            return f.read().strip()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    token = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    return token
+    """The TCP clients' bearer token, made on first use (mode 0600)."""
+    try:
+        if os.path.exists(path):
+            with open(path) as f:
+                token = f.read().strip()
+            if not token:
+                raise XenError("VALUE_INVALID", f"the token file {path} is empty", path)
+            return token
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        token = secrets.token_urlsafe(32)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        return token
+    except OSError as e:
+        raise XenError("VALUE_INVALID", f"--token-file {path}: {e.strerror}", path) from None
 
 
 async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
+    api = opts.api or places.default_api()
+    socket_path = _unix_path(api)
+    tcp_address = _tcp(opts.api_tcp) if opts.api_tcp else None
+    if opts.api_tcp and not (opts.tls_cert and opts.tls_key):
+        raise XenError("VALUE_INVALID", "--api-tcp needs --tls-cert and --tls-key: the API is never offered "
+                       "over TCP in clear", opts.api_tcp)
+    run_dir = places.run_dir()
+    supervisor = Supervisor(run_dir)
+    lock = lock_daemon(run_dir)
     store, key = await open_pool(opts.db, opts.pool_key)
     try:
-        host = await find_host(store, opts.name or socket.gethostname())
-        supervisor = Supervisor(places.run_dir())
+        host = await find_host(store, opts.name or socket.gethostname(), f"{socket.getfqdn()}:{run_dir}")
         daemon = HostDaemon(store, key, host, supervisor)
         workflow = Workflow(store, key)
         await daemon.start()
-        servers = [await _serve_unix(build_app(daemon, workflow), _unix_path(opts.api or places.default_api()))]
-        if opts.api_tcp:
-            if not (opts.tls_cert and opts.tls_key):
-                raise XenError("VALUE_INVALID", "--api-tcp needs --tls-cert and --tls-key: the API is never "
-                               "offered over TCP in clear", opts.api_tcp)
+        servers = [await _serve_unix(build_app(daemon, workflow), socket_path)]
+        if tcp_address is not None and opts.tls_cert and opts.tls_key:
             token = _token(opts.token_file or os.path.join(places.state_dir(), "api.token"))
-            servers.append(await _serve_tcp(build_app(daemon, workflow, token=token), *_tcp(opts.api_tcp),
+            servers.append(await _serve_tcp(build_app(daemon, workflow, token=token), *tcp_address,
                                             opts.tls_cert, opts.tls_key))
-        api = opts.api or places.default_api()
         tcp = f" api-tcp https://{opts.api_tcp}" if opts.api_tcp else ""
         print(f"sanpath host serve ready: host {host.name_label} ({host.uuid}) iqn {host.iqn} api {api}{tcp}",
               flush=True)
@@ -136,6 +166,7 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
         await daemon.stop()
     finally:
         await store.close()
+        os.close(lock)
 
 
 async def _serve_unix(app: object, path: str) -> tuple[_Server, asyncio.Task[None]]:
@@ -157,7 +188,8 @@ async def _start(config: uvicorn.Config) -> tuple[_Server, asyncio.Task[None]]:
     task = asyncio.get_running_loop().create_task(server.serve())
     while not server.started:
         if task.done():
-            task.result()  # raises what stopped it (address in use, bad certificate)
-            raise XenError("VALUE_INVALID", "the API server stopped before it started")
+            problem = task.exception() if not task.cancelled() else None
+            raise XenError("VALUE_INVALID", f"the API server did not start: {problem or 'it stopped'}",
+                           advice="Check the address (is it in use?) and the TLS certificate and key.")
         await asyncio.sleep(0.02)
     return server, task

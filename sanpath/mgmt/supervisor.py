@@ -3,14 +3,16 @@ a daemon restart adopts the ones still running through their control sockets (``
 the runtime directory), so that a PBD never has two processes and I/O never stops for a daemon.
 
 The processes run in sessions of their own (``start_new_session``): a daemon killed with SIGKILL takes
-none of them along. Whether a process is alive is judged by its control socket answering ``status``
-with its PBD's uuid, never by a pid alone (a pid can be reused, and an adopted child that died is
-reaped by init, not by us)."""
+none of them along. Whether a PBD has a process is judged by its lock (``pbd-<uuid>.lock``, an exclusive
+flock that the process takes before its first login and holds until it exits), never by a pid (a pid
+can be reused, and an adopted child that died is reaped by init, not by us): so a PBD never gets a
+second process, even while its first one is still logging in and cannot answer yet."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import glob
 import json
 import logging
@@ -26,13 +28,31 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT = 60.0
 
 
+STOP_TIMEOUT = 75.0  # NBD drain (5 s), flush (30 s), logouts: then SIGKILL
+
+
 @dataclass
 class DataPath:
     pbd: str
-    pid: int
+    pid: int  # 0 while an adopted process has not answered yet
     control: str
     nbd: str
     process: asyncio.subprocess.Process | None = None  # None once adopted
+
+
+def held(lock_path: str) -> bool:
+    """Whether a live process holds the exclusive flock on ``lock_path``."""
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases the lock if we took it
+    return False
 
 
 async def ask(path: str, request: dict[str, Any], timeout: float = 3.0) -> dict[str, Any] | None:
@@ -58,6 +78,11 @@ class Supervisor:
         self.running: dict[str, DataPath] = {}
         for directory in (run_dir, os.path.join(run_dir, "nbd")):  # makedirs gives the mode to the leaf only
             os.makedirs(directory, mode=0o700, exist_ok=True)
+            st = os.stat(directory)
+            if st.st_uid != os.getuid() or st.st_mode & 0o077:
+                raise XenError("VALUE_INVALID", f"the runtime directory {directory} is not ours alone (owner uid "
+                               f"{st.st_uid}, mode {st.st_mode & 0o777:o}); its sockets would be open to others",
+                               directory, advice="Remove it, or give SANPATH_RUN_DIR a directory of mode 0700.")
 
     def control_path(self, pbd: str) -> str:
         return os.path.join(self.run_dir, f"pbd-{pbd}.sock")
@@ -69,70 +94,90 @@ class Supervisor:
     def log_path(self, pbd: str) -> str:
         return os.path.join(self.run_dir, f"pbd-{pbd}.log")
 
+    def lock_path(self, pbd: str) -> str:
+        return os.path.join(self.run_dir, f"pbd-{pbd}.lock")
+
     async def adopt(self) -> list[DataPath]:
-        """The data-path processes left running by an earlier daemon, taken over."""
+        """The data-path processes left running by an earlier daemon, taken over (one still logging in is
+        taken over too: it answers once it is ready)."""
         adopted = []
-        for path in sorted(glob.glob(os.path.join(self.run_dir, "pbd-*.sock"))):
-            pbd = os.path.basename(path)[4:-5]
-            answer = await ask(path, {"op": "status"})
-            if not answer or not answer.get("ok") or answer["status"].get("pbd") != pbd:
+        for lock in sorted(glob.glob(os.path.join(self.run_dir, "pbd-*.lock"))):
+            pbd = os.path.basename(lock)[4:-5]
+            if not held(lock):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(lock)
                 continue
-            st = answer["status"]
-            dp = DataPath(pbd, int(st["pid"]), path, st["nbd"])
+            dp = DataPath(pbd, 0, self.control_path(pbd), "")
+            answer = await ask(dp.control, {"op": "status"})
+            if answer and answer.get("ok") and answer["status"].get("pbd") == pbd:
+                dp.pid, dp.nbd = int(answer["status"]["pid"]), str(answer["status"]["nbd"])
             self.running[pbd] = dp
             adopted.append(dp)
-            log.info("adopted the data-path process of PBD %s (pid %d)", pbd, dp.pid)
+            log.info("adopted the data-path process of PBD %s (pid %s)", pbd, dp.pid or "not answering yet")
         return adopted
 
     async def start(self, pbd: str, spec: dict[str, Any]) -> DataPath:
         """Start the process and wait for its ready line; raises XenError with the process's own error."""
-        if pbd in self.running and await self.status(pbd) is not None:
-            return self.running[pbd]  # never a second process for one PBD
-        spec = {**spec, "pbd": pbd, "control": self.control_path(pbd)}
-        logfile = open(self.log_path(pbd), "ab")  # noqa: SIM115 (the child keeps it)
+        if held(self.lock_path(pbd)):  # never a second process for one PBD
+            raise XenError("ISCSIQueryDaemon", f"PBD {pbd} has a data-path process already that does not "
+                           "answer yet; it is judged again on the next round", pbd)
+        spec = {**spec, "pbd": pbd, "control": self.control_path(pbd), "lock": self.lock_path(pbd)}
         try:
+            return await self._spawn(pbd, spec)
+        except XenError:
+            raise
+        except Exception as e:  # the process could not start, or died before its ready line
+            raise XenError("ISCSIQueryDaemon", f"the data-path process of PBD {pbd} did not start: {e}; see "
+                           f"{self.log_path(pbd)}", pbd) from None
+
+    async def _spawn(self, pbd: str, spec: dict[str, Any]) -> DataPath:
+        with open(self.log_path(pbd), "ab") as logfile:  # the child keeps its own descriptor
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "sanpath.host.pbd", stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, stderr=logfile, start_new_session=True)
-        finally:
-            logfile.close()
         assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps(spec).encode() + b"\n")  # secrets travel here, never in argv
-        await proc.stdin.drain()
-        proc.stdin.close()
         try:
+            proc.stdin.write(json.dumps(spec).encode() + b"\n")  # secrets travel here, never in argv
+            await proc.stdin.drain()
+            proc.stdin.close()
             line = await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT)
-        except TimeoutError:
-            proc.kill()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
             await proc.wait()
-            raise XenError("ISCSIQueryDaemon", f"the data-path process of PBD {pbd} was not ready within "
-                           f"{READY_TIMEOUT:g} s; see {self.log_path(pbd)}", pbd) from None
+            raise
         try:
             ready = json.loads(line) if line else {}
         except ValueError:
             ready = {}
-        if not ready.get("ready"):
-            await proc.wait()
+        if not isinstance(ready, dict) or not ready.get("ready"):
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+            ready = ready if isinstance(ready, dict) else {}
             name = str(ready.get("error")) if ready.get("error") in KINDS else "ISCSIQueryDaemon"
-            message = ready.get("message") or f"the data-path process exited {proc.returncode}; see " \
-                                              f"{self.log_path(pbd)}"
-            raise XenError(name, message, pbd)
-        dp = DataPath(pbd, int(ready["pid"]), self.control_path(pbd), ready["nbd"], proc)
+            message = ready.get("message") or (f"the data-path process exited {proc.returncode}; see "
+                                               f"{self.log_path(pbd)}")
+            raise XenError(name, str(message), pbd)
+        dp = DataPath(pbd, int(ready["pid"]), self.control_path(pbd), str(ready["nbd"]), proc)
         self.running[pbd] = dp
         return dp
 
     async def status(self, pbd: str) -> dict[str, Any] | None:
-        """The process's status, or None when it is gone (and then it is forgotten)."""
+        """The process's status, or None when it does not answer (then, if it is gone, it is forgotten)."""
         dp = self.running.get(pbd)
         if dp is None:
             return None
         answer = await ask(dp.control, {"op": "status"})
         if answer and answer.get("ok") and answer["status"].get("pbd") == pbd:
-            return dict(answer["status"])
-        if _pid_alive(dp.pid) and answer is None:
-            return None  # alive but not answering this time: judged again on the next round
-        self.forget(pbd)
-        return None
+            st = dict(answer["status"])
+            dp.pid, dp.nbd = int(st["pid"]), str(st["nbd"])
+            return st
+        if self.gone(pbd):
+            self.forget(pbd)
+        return None  # alive but not answering this time (still logging in, or busy): judged next round
 
     def forget(self, pbd: str) -> None:
         dp = self.running.pop(pbd, None)
@@ -141,40 +186,28 @@ class Supervisor:
                 dp.process.kill()
 
     def gone(self, pbd: str) -> bool:
-        """Whether the PBD's process has certainly exited."""
-        dp = self.running.get(pbd)
-        if dp is None:
-            return True
-        if dp.process is not None:
-            return dp.process.returncode is not None
-        return not _pid_alive(dp.pid)
+        """Whether the PBD has no process any more (its lock is free)."""
+        return not held(self.lock_path(pbd))
 
-    async def stop(self, pbd: str, timeout: float = 40.0) -> None:
-        """Ask the process to drain, flush and log out; SIGKILL it after ``timeout``."""
+    async def stop(self, pbd: str, timeout: float = STOP_TIMEOUT) -> int | None:
+        """Ask the process to drain, flush and log out; SIGKILL it after ``timeout``. Returns its exit
+        status when it was our child (0: flushed and logged out), else None."""
         dp = self.running.get(pbd)
         if dp is None:
-            return
+            return None
         await ask(dp.control, {"op": "stop"})
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            if dp.process is not None:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(dp.process.wait(), 0.1)
-            else:
-                await asyncio.sleep(0.1)
-            if self.gone(pbd):
+        while not self.gone(pbd):
+            if loop.time() > deadline:
+                log.error("PBD %s: the data-path process did not stop within %g s; killed", pbd, timeout)
+                with contextlib.suppress(ProcessLookupError):
+                    if dp.pid:
+                        os.kill(dp.pid, signal.SIGKILL)
                 break
-        else:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(dp.pid, signal.SIGKILL)
+            await asyncio.sleep(0.1)
         self.running.pop(pbd, None)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
+        if dp.process is not None:
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(dp.process.wait(), 5)
+        return None

@@ -19,13 +19,14 @@ from ..iscsi.auth import ChapCredentials
 from . import probe
 from .errors import XenError
 from .identity import check_iqn
+from .pathplan import parse_multi_session
 from .poolkey import PoolKey
 from .store import Store
 from .store.model import PBD, SR, Host
 
 HEARTBEAT = 2.0  # seconds between a daemon's reports
 
-MPATH_KEY = "mpath-"
+MPATH = "mpath-"  # the PBD other-config key prefix of a LUN's path counts, as XenServer writes it
 PLUG_TIMEOUT = 90.0
 
 
@@ -50,7 +51,7 @@ class TargetSpec:
     def addresses(self) -> list[tuple[str, int]]:
         """The targets, validated in XenServer's order: missing (95), port (142), resolution (140)."""
         if not self.target.strip():
-            raise XenError("ConfigTargetMissing", "no target address given", advice=None)
+            raise XenError("ConfigTargetMissing", "no target address given")
         if not 1 <= self.port <= 65535:
             raise XenError("ISCSIPort", f"port {self.port} is not from 1 to 65535", self.port)
         out = []
@@ -61,16 +62,27 @@ class TargetSpec:
             host, port = text, self.port
             if text.startswith("["):
                 host, _, rest = text[1:].partition("]")
-                port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else self.port
+                if rest:
+                    port = _port(text, rest[1:] if rest.startswith(":") else rest)
             elif text.count(":") == 1:
                 host, _, p = text.partition(":")
-                if not p.isdigit() or not 1 <= int(p) <= 65535:
-                    raise XenError("ISCSIPort", f"{text}: port {p!r} is not from 1 to 65535", p)
-                port = int(p)
+                port = _port(text, p)
             out.append((_resolve(host), port))
         if not out:
             raise XenError("ConfigTargetMissing", "no target address given")
         return out
+
+
+def _port(text: str, port: str) -> int:
+    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+        raise XenError("ISCSIPort", f"{text}: port {port!r} is not from 1 to 65535", port)
+    return int(port)
+
+
+def wildcard_port(addresses: list[tuple[str, int]], default: int) -> int:
+    """The ``*`` entry's port: the one every target shares, else the port given."""
+    ports = {p for _, p in addresses}
+    return ports.pop() if len(ports) == 1 else default
 
 
 def _resolve(host: str) -> str:
@@ -106,8 +118,8 @@ class Workflow:
 
     # --- probe -----------------------------------------------------------------------------------------
 
-    async def discover(self, host: Host, spec: TargetSpec) -> list[DiscoveredTarget]:
-        addresses = spec.addresses()
+    async def discover(self, host: Host, spec: TargetSpec, addresses: list[tuple[str, int]],
+                       ) -> list[DiscoveredTarget]:
         records, errors = await probe.discover_iqns(addresses, session_config(host, spec.chap))
         if not records:
             raise XenError("ISCSIDiscovery", "discovery found no targets on "
@@ -123,12 +135,12 @@ class Workflow:
                 raise XenError("IQN_IN_USE", f"target {r.iqn} at {r.portal} has the IQN of host {h.name_label} "
                                f"({h.uuid})", r.iqn, h.name_label)
 
-    async def luns(self, host: Host, spec: TargetSpec, records: list[DiscoveredTarget],
+    async def luns(self, host: Host, spec: TargetSpec, records: list[DiscoveredTarget], iqns_xml: str,
                    ) -> tuple[list[DiscoveredTarget], list[probe.LunRecord]]:
         chosen = records if spec.iqn == "*" else [r for r in records if r.iqn == spec.iqn]
         if not chosen:
             raise XenError("ConfigTargetIQNMissing", f"{spec.iqn} was not discovered on {spec.target}; it offers "
-                           + ", ".join(sorted({r.iqn for r in records})), probe.iqns_xml(records, spec.target))
+                           + ", ".join(sorted({r.iqn for r in records})), iqns_xml)
         luns, errors = await probe.probe_luns(chosen, session_config(host, spec.chap))
         if not luns:
             refused = [e for where, e in errors.items() if where.count("/") == 1 and isinstance(e, LoginError)]
@@ -140,15 +152,16 @@ class Workflow:
 
     async def probe(self, host: Host, spec: TargetSpec) -> dict[str, Any]:
         """The stage the arguments reach: IQNs (no IQN), LUNs (no SCSIid), or the SRs on the LUN."""
-        records = await self.discover(host, spec)
+        addresses = spec.addresses()
+        records = await self.discover(host, spec, addresses)
+        star = wildcard_port(addresses, spec.port)
+        iqns_xml = probe.iqns_xml(records, spec.target, star)
         if not spec.iqn:
             iqns = [{"index": i, "address": r.address, "port": r.port, "tpgt": r.tpgt, "iqn": r.iqn}
                     for i, r in enumerate(records)]
-            ports = {p for _, p in spec.addresses()}
-            iqns.append({"index": len(records), "address": spec.target, "port": ports.pop() if len(ports) == 1
-                         else spec.port, "tpgt": 0, "iqn": "*"})
-            return {"stage": "iqns", "iqns": iqns, "xml": probe.iqns_xml(records, spec.target)}
-        _, luns = await self.luns(host, spec, records)
+            iqns.append({"index": len(records), "address": spec.target, "port": star, "tpgt": 0, "iqn": "*"})
+            return {"stage": "iqns", "iqns": iqns, "xml": iqns_xml}
+        _, luns = await self.luns(host, spec, records, iqns_xml)
         if not spec.scsi_id:
             return {"stage": "luns", "luns": [_lun_json(lun) for lun in luns], "xml": probe.luns_xml(luns)}
         if spec.scsi_id not in {lun.scsi_id for lun in luns}:
@@ -165,12 +178,13 @@ class Workflow:
                      ) -> tuple[SR, list[PBD]]:
         if multihomed not in ("auto", "true", "false"):
             raise XenError("VALUE_INVALID", f"multihomed {multihomed!r}: use auto, true or false", multihomed)
-        records = await self.discover(host, spec)
+        addresses = spec.addresses()
+        records = await self.discover(host, spec, addresses)
+        iqns_xml = probe.iqns_xml(records, spec.target, wildcard_port(addresses, spec.port))
         if not spec.iqn:
             raise XenError("ConfigTargetIQNMissing", f"give the target IQN; {spec.target} offers "
-                           + ", ".join(sorted({r.iqn for r in records})) + " (or * for all)",
-                           probe.iqns_xml(records, spec.target))
-        chosen, luns = await self.luns(host, spec, records)
+                           + ", ".join(sorted({r.iqn for r in records})) + " (or * for all)", iqns_xml)
+        chosen, luns = await self.luns(host, spec, records, iqns_xml)
         lun = next((x for x in luns if x.scsi_id == spec.scsi_id), None)
         if lun is None:
             found = ", ".join(x.scsi_id for x in luns)
@@ -179,12 +193,12 @@ class Workflow:
         if (other := await self.store.sr_on(lun.scsi_id)) is not None:
             raise XenError("SRInUse", f"LUN {lun.scsi_id} is used by SR {other.name_label} ({other.uuid})",
                            lun.scsi_id)
-        first = spec.addresses()[0][0]
+        first = addresses[0][0]
         carriers = sorted(lun.targets, key=lambda t: t[0] != first)  # the target given first leads
         carrier_iqns = {iqn for _, _, iqn in carriers}
         known = [(r.address, r.port, r.iqn) for r in chosen if r.iqn in carrier_iqns]  # dead portals included
         if spec.iqn != "*":  # a target given that discovery could not ask (dead) is still a path to have
-            known += [(a, p, spec.iqn) for a, p in spec.addresses() if (a, p, spec.iqn) not in known]
+            known += [(a, p, spec.iqn) for a, p in addresses if (a, p, spec.iqn) not in known]
         portals = carriers + [p for p in known if p not in carriers]
         device_config: dict[str, Any] = {
             "target": spec.target, "port": str(spec.port), "targetIQN": spec.iqn, "SCSIid": lun.scsi_id,
@@ -246,7 +260,7 @@ class Workflow:
                     raise XenError.from_json(current.error)
                 return current
             host = await self.store.host(pbd.host_uuid)
-            if not live(host):
+            if not live(host, await self.store.now()):
                 error = XenError("HOST_OFFLINE", f"host {host.name_label} ({host.uuid}) is not reporting, so PBD "
                                  f"{pbd.uuid} stays as it was; the request is kept for when it is back",
                                  host.uuid, pbd.uuid)
@@ -254,10 +268,11 @@ class Workflow:
                     raise error
                 return await self.store.update_pbd(pbd.uuid, error=error.to_json())
             if time.monotonic() > deadline:
+                late = XenError("TIMEOUT", f"host {pbd.host_uuid} did not act on PBD {pbd.uuid} within "
+                                f"{timeout:g} s; the request stands and is acted on when it can be", pbd.uuid)
                 if raise_error:
-                    raise XenError("TIMEOUT", f"host {pbd.host_uuid} did not act on PBD {pbd.uuid} within "
-                                   f"{timeout:g} s (is its daemon running?)", pbd.uuid)
-                return current
+                    raise late
+                return await self.store.update_pbd(pbd.uuid, error=late.to_json())
             await asyncio.sleep(0.1)
 
     # --- forget / destroy / IQN ------------------------------------------------------------------------
@@ -283,17 +298,17 @@ class Workflow:
                            f"{host.iqn}", host.name_label)
         for sr in await self.store.srs():
             targets = {sr.device_config.get("targetIQN", "")} | {
-                e.split(",")[2] for e in sr.device_config.get("multiSession", "").split("|") if e.count(",") == 2}
+                i for _, _, i in parse_multi_session(sr.device_config.get("multiSession", ""))}
             if iqn in targets:
                 raise XenError("IQN_IN_USE", f"IQN {iqn} is the name of a target of SR {sr.name_label} "
                                f"({sr.uuid}); host {host.name_label} cannot take it", iqn, sr.uuid)
         return await self.store.update_host(host.uuid, iqn=iqn)
 
 
-def live(host: Host) -> bool:
-    """Whether the host's daemon reported within three heartbeats; else it is unreachable, and what its
-    rows say about its PBDs is not known to be true."""
-    return time.time() - host.heartbeat < 3 * HEARTBEAT
+def live(host: Host, now: float) -> bool:
+    """Whether the host's daemon reported within three heartbeats (``now`` and the heartbeats are the
+    store's clock); else it is unreachable, and what its rows say about its PBDs is not known to be true."""
+    return now - host.heartbeat < 3 * HEARTBEAT
 
 
 def _lun_json(lun: probe.LunRecord) -> dict[str, Any]:

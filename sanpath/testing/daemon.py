@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,7 +20,9 @@ from typing import Any
 
 import httpx
 
-from ..target.spawn import terminate
+from .. import control
+from ..errors import SanpathError
+from ..target.spawn import _lines, terminate
 
 _READY = re.compile(r"^sanpath host serve ready: host (\S+) \((\S+)\) iqn (\S+) api unix:(\S+)")
 
@@ -98,12 +98,8 @@ def start_daemon(*args: str, state_dir: str, run_dir: str, prefix: Sequence[str]
                                 stdout=subprocess.PIPE, stderr=log, env=env)
     assert proc.stdout is not None
     try:
-        deadline = time.monotonic() + timeout
         line = ""
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline().decode(errors="replace").strip()
-            if not line and proc.poll() is not None:
-                break
+        for line in _lines(proc.stdout.fileno(), time.monotonic() + timeout):
             if m := _READY.match(line):
                 d = Daemon(proc, m.group(1), m.group(2), m.group(3), m.group(4), state_dir, run_dir, log_path)
                 try:
@@ -136,15 +132,8 @@ def pbd_status(run_dir: str) -> list[dict[str, Any]]:
     """What each data-path process of ``run_dir`` says (its control socket's status), for tests."""
     out = []
     for path in glob.glob(os.path.join(run_dir, "pbd-*.sock")):
-        with socket.socket(socket.AF_UNIX) as s, contextlib.suppress(OSError):
-            s.settimeout(5)
-            s.connect(path)
-            s.sendall(b'{"op": "status"}\n')
-            buf = b""
-            while not buf.endswith(b"\n"):
-                chunk = s.recv(1 << 20)
-                if not chunk:
-                    break
-                buf += chunk
-            out.append(json.loads(buf)["status"])
+        with contextlib.suppress(SanpathError, OSError, ValueError):
+            answer = control.call(path, {"op": "status"}, what="data-path process", hint="sanpath host serve")
+            if answer.get("ok"):
+                out.append(answer["status"])
     return out

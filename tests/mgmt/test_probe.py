@@ -66,26 +66,26 @@ async def test_discover_asks_every_target_and_renders_iqns() -> None:
 
 
 def test_iqns_xml_port_only_when_not_default() -> None:
-    records = [DiscoveredTarget("10.0.0.1", 3260, 1, IQN_A), DiscoveredTarget("10.0.0.2", 3261, 1, IQN_B)]
-    out = iqns_xml(records, "10.0.0.1,10.0.0.2")
+    records = [DiscoveredTarget("198.18.0.1", 3260, 1, IQN_A), DiscoveredTarget("198.18.0.2", 3261, 1, IQN_B)]
+    out = iqns_xml(records, "198.18.0.1,198.18.0.2")
     assert out == (
         '<?xml version="1.0" ?>\n'
         "<iscsi-target-iqns>\n"
-        "\t<TGT>\n\t\t<Index>0</Index>\n\t\t<IPAddress>10.0.0.1</IPAddress>\n"
+        "\t<TGT>\n\t\t<Index>0</Index>\n\t\t<IPAddress>198.18.0.1</IPAddress>\n"
         f"\t\t<TargetIQN>{IQN_A}</TargetIQN>\n\t</TGT>\n"
-        "\t<TGT>\n\t\t<Index>1</Index>\n\t\t<IPAddress>10.0.0.2</IPAddress>\n\t\t<Port>3261</Port>\n"
+        "\t<TGT>\n\t\t<Index>1</Index>\n\t\t<IPAddress>198.18.0.2</IPAddress>\n\t\t<Port>3261</Port>\n"
         f"\t\t<TargetIQN>{IQN_B}</TargetIQN>\n\t</TGT>\n"
-        "\t<TGT>\n\t\t<Index>2</Index>\n\t\t<IPAddress>10.0.0.1,10.0.0.2</IPAddress>\n"
+        "\t<TGT>\n\t\t<Index>2</Index>\n\t\t<IPAddress>198.18.0.1,198.18.0.2</IPAddress>\n"
         "\t\t<TargetIQN>*</TargetIQN>\n\t</TGT>\n"
         "</iscsi-target-iqns>\n"
     )
     # one shared non-default port: the wildcard carries it too
-    wild = list(ET.fromstring(iqns_xml(records[1:], "10.0.0.2:3261,10.0.0.3:3261")))[-1]
-    assert children(wild) == [("Index", "1"), ("IPAddress", "10.0.0.2:3261,10.0.0.3:3261"), ("Port", "3261"),
+    wild = list(ET.fromstring(iqns_xml(records[1:], "198.18.0.2:3261,198.18.0.3:3261", 3261)))[-1]
+    assert children(wild) == [("Index", "1"), ("IPAddress", "198.18.0.2:3261,198.18.0.3:3261"), ("Port", "3261"),
                               ("TargetIQN", "*")]
     # nothing discovered: the wildcard alone, index 0
-    assert [children(t) for t in ET.fromstring(iqns_xml([], "10.0.0.9"))] == [
-        [("Index", "0"), ("IPAddress", "10.0.0.9"), ("TargetIQN", "*")]]
+    assert [children(t) for t in ET.fromstring(iqns_xml([], "198.18.0.9"))] == [
+        [("Index", "0"), ("IPAddress", "198.18.0.9"), ("TargetIQN", "*")]]
 
 
 async def test_probe_luns_merges_portals_by_scsi_id() -> None:
@@ -119,7 +119,7 @@ async def test_probe_luns_merges_portals_by_scsi_id() -> None:
 
 
 def test_luns_xml_leaves_out_empty_elements() -> None:
-    out = luns_xml([LunRecord("SANPATH", "", 3, 4096, "36001405abc", ("10.0.0.1:3260",), IQN_A)])
+    out = luns_xml([LunRecord("SANPATH", "", 3, 4096, "36001405abc", ("198.18.0.1:3260",), IQN_A)])
     assert out == ('<?xml version="1.0" ?>\n<iscsi-target>\n\t<LUN>\n\t\t<vendor>SANPATH</vendor>\n'
                    "\t\t<LUNid>3</LUNid>\n\t\t<size>4096</size>\n\t\t<SCSIid>36001405abc</SCSIid>\n"
                    "\t</LUN>\n</iscsi-target>\n")
@@ -142,8 +142,8 @@ async def test_dead_portal_is_reported_not_fatal() -> None:
 
 
 def test_srlist_xml_round_trip() -> None:
-    srs = [("6e1c4a1e-0000-4000-8000-000000000001", "10.0.0.1,10.0.0.2", IQN_A),
-           ("6e1c4a1e-0000-4000-8000-000000000002", "10.0.0.3", IQN_B)]
+    srs = [("6e1c4a1e-0000-4000-8000-000000000001", "198.18.0.1,198.18.0.2", IQN_A),
+           ("6e1c4a1e-0000-4000-8000-000000000002", "198.18.0.3", IQN_B)]
     out = srlist_xml(srs)
     assert "\t\t<UUID>6e1c4a1e-0000-4000-8000-000000000001</UUID>\n" in out
     root = ET.fromstring(out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,24 @@ async def test_secrets_are_stored_encrypted_and_the_pool_key_is_checked(store_ur
 async def test_a_bad_url_is_refused_with_an_example() -> None:
     with pytest.raises(XenError, match="sqlite\\+aiosqlite"):
         await Store.open("not a url")
+
+
+async def test_plug_requests_never_merge_and_a_stale_settle_is_dropped(store_url: str) -> None:
+    stores = [await Store.open(store_url) for _ in range(2)]
+    try:
+        h = await stores[0].add_host("h", "iqn.2026-12.com.example:h")
+        sr = await stores[0].create_sr("sr", "36001405cc", {}, {})
+        pbd = await stores[0].create_pbd(sr.uuid, h.uuid, {})
+        await asyncio.gather(*(s.request_plug(pbd.uuid, True) for s in stores))
+        assert (await stores[0].pbd(pbd.uuid)).generation == 2  # two requests, two generations
+        # the reconciler acted on generation 2; meanwhile an unplug came (3): its write must not land
+        await stores[1].request_plug(pbd.uuid, False)
+        assert not await stores[0].settle_pbd(pbd.uuid, 2, plugged=False, observed_generation=2)
+        row = await stores[0].pbd(pbd.uuid)
+        assert (row.plugged, row.generation, row.observed_generation) == (False, 3, 0)
+        assert await stores[0].settle_pbd(pbd.uuid, 3, observed_generation=3)
+        assert (await stores[0].pbd(pbd.uuid)).observed_generation == 3
+        assert abs(await stores[0].now() - time.time()) < 60  # the store's clock, in seconds since the epoch
+    finally:
+        for s in stores:
+            await s.close()

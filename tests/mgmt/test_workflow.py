@@ -113,6 +113,8 @@ async def test_errors_of_the_probe_and_create_steps(array: TargetServer, plane: 
     expect_error(await plane.call("POST", "/sr/probe", {"target": ""}), "ConfigTargetMissing")
     expect_error(await plane.call("POST", "/sr/probe", {"target": "127.0.0.1", "port": 70000}), "ISCSIPort")
     expect_error(await plane.call("POST", "/sr/probe", {"target": "127.0.0.1:0"}), "ISCSIPort")
+    expect_error(await plane.call("POST", "/sr/probe", {"target": "127.0.0.1:\u00b2"}), "ISCSIPort")
+    expect_error(await plane.call("POST", "/sr/probe", {"target": "[::1]:99999"}), "ISCSIPort")
 
     def no_dns(*_: object, **__: object) -> None:  # never ask a real resolver (the network rule)
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")

@@ -36,7 +36,6 @@ class Host(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     multipathing: Mapped[bool] = mapped_column(Boolean, default=True)
     multipath_handle: Mapped[str] = mapped_column(String(16), default="dmp")
-    api: Mapped[str] = mapped_column(String(255), default="")  # where the host's daemon listens
     heartbeat: Mapped[float] = mapped_column(Float, default=0.0)  # the daemon's last report (time.time())
     other_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
 

@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, select, text
+from sqlalchemy import event, select, text, update
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from ..errors import XenError
@@ -46,32 +46,45 @@ class Store:
         """Connect and bring the schema to the newest migration (from an empty store too)."""
         try:
             parsed = make_url(url)
-        except ArgumentError:
-            raise XenError("VALUE_INVALID", f"--db {url!r} is not an SQLAlchemy URL; write e.g. "
-                           "sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@/DB?host=/run/postgresql",
-                           url) from None
+        except (ArgumentError, ValueError):
+            raise XenError("VALUE_INVALID", "--db is not an SQLAlchemy URL; write e.g. "
+                           "sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@/DB?host=/run/postgresql") from None
+        shown = parsed.render_as_string(hide_password=True)
         kwargs: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite":
             if parsed.database:
-                os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), mode=0o700, exist_ok=True)
+                try:
+                    os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), mode=0o700, exist_ok=True)
+                except OSError as e:
+                    raise XenError("VALUE_INVALID", f"--db {shown}: cannot make its directory: {e.strerror}",
+                                   shown) from None
             kwargs["connect_args"] = {"timeout": 30}
         try:
             engine = create_async_engine(url, **kwargs)
         except Exception as e:  # unknown dialect, missing driver
-            raise XenError("VALUE_INVALID", f"--db {parsed.render_as_string(hide_password=True)}: {e}", url) from None
+            raise XenError("VALUE_INVALID", f"--db {shown}: {e}", shown) from None
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         try:
             async with engine.begin() as conn:
                 await conn.run_sync(_migrate)
-        except OSError as e:
+        except (OSError, SQLAlchemyError) as e:
             await engine.dispose()
-            raise XenError("VALUE_INVALID", f"cannot reach the pool store "
-                           f"{parsed.render_as_string(hide_password=True)}: {e}", url) from None
+            reason = str(getattr(e, "orig", None) or e).splitlines()[0]
+            raise XenError("VALUE_INVALID", f"cannot open the pool store {shown}: {reason}", shown,
+                           advice="Check --db: the server, the database, the user and its rights.") from None
         return cls(engine, url)
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+    async def now(self) -> float:
+        """The store's clock (seconds since the epoch): every host's heartbeat is written and judged by
+        it, so that hosts whose clocks disagree still agree on who is live."""
+        if self.engine.dialect.name != "postgresql":
+            return time.time()  # SQLite: one host, one clock
+        async with self.engine.connect() as conn:
+            return float((await conn.execute(text("SELECT extract(epoch FROM clock_timestamp())"))).scalar_one())
 
     # --- generic ---------------------------------------------------------------------------------------
 
@@ -135,7 +148,7 @@ class Store:
         await self.check_iqn_free(iqn, None)
         try:
             return await self._add(Host(uuid=new_uuid(), name_label=name, iqn=iqn, enabled=True, multipathing=True,
-                                        multipath_handle="dmp", api="", heartbeat=0.0, other_config={}))
+                                        multipath_handle="dmp", heartbeat=0.0, other_config={}))
         except IntegrityError:
             raise XenError("VALUE_INVALID", f"a host named {name!r} exists already", name,
                            advice="Give this host another --name.") from None
@@ -216,9 +229,6 @@ class Store:
             raise XenError("SRInUse", f"LUN {scsi_id} is used by SR {other.name_label if other else '?'} "
                            f"({other.uuid if other else '?'})", scsi_id) from None
 
-    async def update_sr(self, uuid: str, **fields: Any) -> SR:
-        return await self._update(SR, uuid, fields)
-
     async def delete_sr(self, uuid: str) -> None:
         """The SR with its PBDs and the secrets they refer to."""
         for pbd in await self.pbds(sr_uuid=uuid):
@@ -247,14 +257,22 @@ class Store:
         return await self._update(PBD, uuid, fields)
 
     async def request_plug(self, uuid: str, plugged: bool) -> PBD:
-        """Set the desired state and bump the generation, so the reconciler acts on it once."""
+        """Set the desired state and bump the generation in one statement (two racing requests get two
+        generations), so the reconciler acts on each once."""
         async with self._session() as s, s.begin():
-            row = await s.get(PBD, uuid, with_for_update=True)
-            if row is None:
+            result = await s.execute(update(PBD).where(PBD.uuid == uuid)
+                                     .values(plugged=plugged, generation=PBD.generation + 1))
+            if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise XenError("HANDLE_INVALID", f"no PBD with uuid {uuid}", "PBD", uuid)
-            row.plugged = plugged
-            row.generation += 1
-        return row
+        return await self.pbd(uuid)
+
+    async def settle_pbd(self, uuid: str, generation: int, **fields: Any) -> bool:
+        """The reconciler's write of what it did for request ``generation``: applied only if no newer
+        request came meanwhile (that one is acted on next). Returns whether it was applied."""
+        async with self._session() as s, s.begin():
+            result = await s.execute(update(PBD).where(PBD.uuid == uuid, PBD.generation == generation)
+                                     .values(**fields))
+            return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def delete_pbd(self, uuid: str) -> None:
         pbd = await self._get(PBD, uuid)

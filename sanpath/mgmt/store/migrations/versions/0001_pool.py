@@ -34,7 +34,6 @@ def upgrade() -> None:
                     _c("enabled", sa.Boolean),
                     _c("multipathing", sa.Boolean),
                     _c("multipath_handle", sa.String(16)),
-                    _c("api", sa.String(255)),
                     _c("heartbeat", sa.Float), _other_config())
     op.create_table("pif", _uuid(),
                     _c("host_uuid", sa.String(36), sa.ForeignKey("host.uuid", ondelete="CASCADE")),
