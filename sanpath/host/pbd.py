@@ -13,7 +13,8 @@ daemon finds it again through its control socket, whose ``status`` answer names 
 
 Spec keys: pbd, sr, scsi_id, paths [{source, host, port, iqn, routed}], initiator_name, chap
 {user, secret}, mutual {user, secret}, settings ["key=value", ...] (multipath settings), nbd (socket
-path), control (socket path), lock (the PBD's lock file), login_timeout, multipathed.
+path), control (socket path), lock (the PBD's lock file), log (its log file), login_timeout,
+multipathed.
 
 Control requests: ``{"op": "status"}`` and ``{"op": "stop"}`` (drain, flush, log out; exit 0, or
 FLUSH_FAILED when the last flush failed).
@@ -26,6 +27,7 @@ import dataclasses
 import fcntl
 import json
 import logging
+import logging.handlers
 import os
 import signal
 import sys
@@ -44,6 +46,7 @@ from .attach import ExportService, NbdEndpoint
 
 log = logging.getLogger(__name__)
 RELOGIN_MAX = 8.0
+LOG_BYTES = 4 << 20
 FLUSH_FAILED = 3  # exit status: the last flush failed, so acknowledged writes may not be on the array
 STRAGGLER_GRACE = 1.0  # seconds a plug waits for the other logins once one path is up
 
@@ -247,10 +250,19 @@ async def _main(spec: dict[str, Any]) -> int:
     return 0 if await service.stop() else FLUSH_FAILED
 
 
+def _log_to(path: str | None) -> None:
+    """Log to ``path``, rotated at LOG_BYTES (a dead portal logs each retry for as long as it is dead),
+    else to stderr."""
+    handler: logging.Handler = (logging.handlers.RotatingFileHandler(path, maxBytes=LOG_BYTES, backupCount=2)
+                                if path else logging.StreamHandler())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         spec = json.loads(sys.stdin.readline())
+        _log_to(spec.get("log"))
         spec["paths"] = [dataclasses.asdict(ExpectedPath(**p)) for p in spec["paths"]]  # refuse unknown keys
         lock = _lock(spec["lock"])
     except (ValueError, TypeError, KeyError, OSError) as e:

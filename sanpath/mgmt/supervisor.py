@@ -92,6 +92,8 @@ class Supervisor:
         return os.path.join(self.run_dir, "nbd", f"{scsi_id}.sock")
 
     def log_path(self, pbd: str) -> str:
+        """The process's log (rotated by the process itself); what it prints on stderr (a crash) goes to
+        ``pbd-<uuid>.err`` beside it."""
         return os.path.join(self.run_dir, f"pbd-{pbd}.log")
 
     def lock_path(self, pbd: str) -> str:
@@ -121,7 +123,8 @@ class Supervisor:
         if held(self.lock_path(pbd)):  # never a second process for one PBD
             raise XenError("ISCSIQueryDaemon", f"PBD {pbd} has a data-path process already that does not "
                            "answer yet; it is judged again on the next round", pbd)
-        spec = {**spec, "pbd": pbd, "control": self.control_path(pbd), "lock": self.lock_path(pbd)}
+        spec = {**spec, "pbd": pbd, "control": self.control_path(pbd), "lock": self.lock_path(pbd),
+                "log": self.log_path(pbd)}
         try:
             return await self._spawn(pbd, spec)
         except XenError:
@@ -131,7 +134,7 @@ class Supervisor:
                            f"{self.log_path(pbd)}", pbd) from None
 
     async def _spawn(self, pbd: str, spec: dict[str, Any]) -> DataPath:
-        with open(self.log_path(pbd), "ab") as logfile:  # the child keeps its own descriptor
+        with open(self.log_path(pbd)[:-4] + ".err", "ab") as logfile:  # the child keeps its own descriptor
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "sanpath.host.pbd", stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, stderr=logfile, start_new_session=True)

@@ -8,6 +8,7 @@ import contextlib
 import glob
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -78,13 +79,20 @@ def datapath_pids(run_dir: str) -> list[int]:
 def serve_daemon(*args: str, state_dir: str | None = None, run_dir: str | None = None,
                  prefix: Sequence[str] = (), timeout: float = 30.0) -> Iterator[Daemon]:
     """Start ``sanpath host serve ARGS`` and yield once it is ready; stop it (and its data paths) after."""
-    state_dir = state_dir or tempfile.mkdtemp(prefix="sp-state-", dir="/tmp")
-    run_dir = run_dir or tempfile.mkdtemp(prefix="sp-run-", dir="/tmp")
+    owned = []  # the directories made here go when the daemon does
+    if state_dir is None:
+        state_dir = tempfile.mkdtemp(prefix="sp-state-", dir="/tmp")
+        owned.append(state_dir)
+    if run_dir is None:
+        run_dir = tempfile.mkdtemp(prefix="sp-run-", dir="/tmp")
+        owned.append(run_dir)
     try:
         with start_daemon(*args, state_dir=state_dir, run_dir=run_dir, prefix=prefix, timeout=timeout) as d:
             yield d
     finally:
         stop_datapaths(run_dir)
+        for directory in owned:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -67,3 +68,4 @@ async def running_plane(url: str, *, name: str = "host1", iqn: str = "iqn.2026-1
             with contextlib.suppress(Exception):
                 await supervisor.stop(pbd, timeout=10)
         await store.close()
+        shutil.rmtree(base, ignore_errors=True)

@@ -143,7 +143,9 @@ memory = "8MiB"
         with httpx.Client(base_url=tcp_daemon.url, verify=tcp_daemon.tls,
                           headers={"Authorization": f"Bearer {tcp_daemon.token}"}) as c:
             seen += [c.get(p).text for p in ("/srs", "/pbds")]
-        logs = [d.log()] + [Path(p).read_text(errors="replace") for p in glob.glob(f"{d.run_dir}/*.log")]
+        logs = [d.log()] + [Path(p).read_text(errors="replace") for p in glob.glob(f"{d.run_dir}/pbd-*")
+                            if p.endswith((".log", ".err"))]
+        assert len(logs) == 3
         procs = [_proc_text(pid) for pid in [d.process.pid, *datapath_pids(d.run_dir)]]
         assert len(procs) == 2
         for text in seen + logs + procs:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +19,21 @@ from sanpath.mgmt.supervisor import Supervisor, held
 from sanpath.testing.mgmt import short_dir
 
 
+@pytest.fixture
+def run_dir() -> Iterator[str]:
+    path = short_dir("sp-sup-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def hold(path: str) -> int:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     return fd
 
 
-async def test_a_pbd_whose_lock_is_held_gets_no_second_process() -> None:
-    supervisor = Supervisor(short_dir("sp-sup-"))
+async def test_a_pbd_whose_lock_is_held_gets_no_second_process(run_dir: str) -> None:
+    supervisor = Supervisor(run_dir)
     lock = supervisor.lock_path("p1")
     assert not held(lock) and supervisor.gone("p1")
     fd = hold(lock)  # as a data-path process that is still logging in holds it
@@ -57,8 +66,7 @@ def test_the_data_path_process_refuses_a_held_lock(tmp_path: Path) -> None:
     assert answer["ready"] is False and "has a data-path process already" in answer["message"]
 
 
-def test_one_daemon_per_runtime_directory() -> None:
-    run_dir = short_dir("sp-dl-")
+def test_one_daemon_per_runtime_directory(run_dir: str) -> None:
     fd = lock_daemon(run_dir)
     try:
         with pytest.raises(XenError, match="runs already") as e:
@@ -69,8 +77,7 @@ def test_one_daemon_per_runtime_directory() -> None:
     os.close(lock_daemon(run_dir))  # free again once the first one is gone
 
 
-def test_a_runtime_directory_open_to_others_is_refused() -> None:
-    run_dir = short_dir("sp-open-")
+def test_a_runtime_directory_open_to_others_is_refused(run_dir: str) -> None:
     os.chmod(run_dir, 0o755)
     with pytest.raises(XenError, match="not ours alone"):
         Supervisor(run_dir)

@@ -22,6 +22,7 @@ class Base(DeclarativeBase):
 class Pool(Base):
     __tablename__ = "pool"
     uuid: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    singleton: Mapped[int] = mapped_column(Integer, unique=True, default=1)  # a store holds one pool
     name_label: Mapped[str] = mapped_column(String(255))
     key_check: Mapped[str] = mapped_column(Text)  # a token of a known text, made with the pool key
     created: Mapped[float] = mapped_column(Float)

@@ -129,8 +129,13 @@ class Store:
         if (existing := await self.pool()) is not None:
             raise XenError("VALUE_INVALID", f"this store holds pool {existing.name_label} ({existing.uuid}) "
                            "already", existing.uuid, advice="Use that pool (give its key file), or another --db.")
-        return await self._add(Pool(uuid=new_uuid(), name_label=name, key_check=key.check_token(),
-                                    created=time.time(), other_config={}))
+        try:
+            return await self._add(Pool(uuid=new_uuid(), singleton=1, name_label=name, key_check=key.check_token(),
+                                        created=time.time(), other_config={}))
+        except IntegrityError:  # another daemon made it at the same moment
+            made = await self.pool()
+            raise XenError("VALUE_INVALID", f"this store holds pool {made.name_label if made else '?'} already",
+                           advice="Use that pool (give its key file), or another --db.") from None
 
     # --- hosts -----------------------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ def _other_config() -> sa.Column[Any]:
 
 
 def upgrade() -> None:
-    op.create_table("pool", _uuid(), _c("name_label", sa.String(255)),
+    op.create_table("pool", _uuid(), _c("singleton", sa.Integer, unique=True), _c("name_label", sa.String(255)),
                     _c("key_check", sa.Text), _c("created", sa.Float),
                     _other_config())
     op.create_table("host", _uuid(), _c("name_label", sa.String(255), unique=True),
