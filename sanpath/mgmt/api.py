@@ -210,12 +210,10 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, token: str | None = Non
 
     @app.post("/pbds/{uuid}/plug")
     async def plug(uuid: str) -> dict[str, Any]:
-        daemon.wake.set()
         return pbd_json(await workflow.plug(uuid), await live_hosts())
 
     @app.post("/pbds/{uuid}/unplug")
     async def unplug(uuid: str, force: Annotated[bool, Body(embed=True)] = False) -> dict[str, Any]:
-        daemon.wake.set()
         status = await daemon.supervisor.status(uuid) if uuid in daemon.supervisor.running else None
         clients = int(status["nbd_clients"]) if status is not None else None
         return pbd_json(await workflow.unplug(uuid, force=force, clients_now=clients), await live_hosts())

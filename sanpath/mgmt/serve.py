@@ -142,7 +142,7 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     try:
         host = await find_host(store, opts.name or socket.gethostname(), f"{socket.getfqdn()}:{run_dir}")
         daemon = HostDaemon(store, key, host, supervisor)
-        workflow = Workflow(store, key)
+        workflow = Workflow(store, key, daemon.wake.set)
         await daemon.start()
         servers = [await _serve_unix(build_app(daemon, workflow), socket_path)]
         if tcp_address is not None and opts.tls_cert and opts.tls_key:

@@ -9,6 +9,7 @@ import asyncio
 import ipaddress
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,9 +113,12 @@ def _error_detail(errors: dict[str, Exception]) -> str:
 
 
 class Workflow:
-    def __init__(self, store: Store, key: PoolKey) -> None:
+    def __init__(self, store: Store, key: PoolKey, requested: Callable[[], None] = lambda: None) -> None:
+        """``requested`` is called after each plug or unplug request is written (this host's reconciler
+        acts on it at once instead of at its next round)."""
         self.store = store
         self.key = key
+        self.requested = requested
 
     # --- probe -----------------------------------------------------------------------------------------
 
@@ -235,7 +239,9 @@ class Workflow:
         pbd = await self.store.pbd(uuid)
         if pbd.currently_attached and pbd.plugged:
             return pbd  # plug is idempotent
-        return await self._wait(await self.store.request_plug(uuid, True), raise_error, timeout)
+        request = await self.store.request_plug(uuid, True)
+        self.requested()
+        return await self._wait(request, raise_error, timeout)
 
     async def unplug(self, uuid: str, *, force: bool = False, timeout: float = PLUG_TIMEOUT,
                      clients_now: int | None = None) -> PBD:
@@ -248,7 +254,9 @@ class Workflow:
                            f"{pbd.other_config.get('nbd', 'its export')}", uuid, clients)
         if not pbd.plugged and not pbd.currently_attached:
             return pbd
-        return await self._wait(await self.store.request_plug(uuid, False), True, timeout)
+        request = await self.store.request_plug(uuid, False)
+        self.requested()
+        return await self._wait(request, True, timeout)
 
     async def _wait(self, pbd: PBD, raise_error: bool, timeout: float) -> PBD:
         """Until the PBD's host has acted on this request (its reconciler sets observed_generation)."""

@@ -55,7 +55,7 @@ async def running_plane(url: str, *, name: str = "host1", iqn: str = "iqn.2026-1
     host = await store.add_host(name, iqn)
     supervisor = Supervisor(os.path.join(base, "run"))
     daemon = HostDaemon(store, key, host, supervisor)
-    workflow = Workflow(store, key)
+    workflow = Workflow(store, key, daemon.wake.set)
     await daemon.start()
     app = build_app(daemon, workflow, token=token)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sanpath", timeout=120)
