@@ -82,10 +82,6 @@ class LunRecord:
     iqn: str
     targets: tuple[tuple[str, int, str], ...] = ()  # every (address, port, IQN) that carries it
 
-    def multi_session(self) -> str:
-        """XenServer's ``multiSession``: ``ip,port,iqn|`` for each target carrying the LUN, in order."""
-        return "".join(f"{a},{p},{i}|" for a, p, i in self.targets)
-
 
 @dataclass(frozen=True, slots=True)
 class _Seen:

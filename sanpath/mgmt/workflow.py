@@ -208,7 +208,7 @@ class Workflow:
             "target": spec.target, "port": str(spec.port), "targetIQN": spec.iqn, "SCSIid": lun.scsi_id,
             "multihomed": multihomed,
             "multihomelist": ",".join(dict.fromkeys(f"{a}:{p}" for a, p, _ in known)),
-            "multiSession": lun.multi_session(),
+            "multiSession": "".join(f"{a},{p},{i}|" for a, p, i in carriers),  # ordered: the target given first
         }
         sm_config = {"multipathable": "true", "target": spec.target, "targetIQN": spec.iqn,
                      "portals": [list(p) for p in portals], "size": str(lun.size), "vendor": lun.vendor}
