@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -106,6 +107,15 @@ def run(plugs: int, pulls: int, rerun: str) -> str:
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load0 = os.getloadavg()[0]
     state = tempfile.mkdtemp(prefix="sp-bench-", dir="/tmp")
+    try:
+        latencies, live, live_counts, one_dead, dead_counts = _measure(state, plugs, pulls)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    return _render(plugs, pulls, rerun, started, load0, latencies, live, live_counts, one_dead, dead_counts)
+
+
+def _measure(state: str, plugs: int, pulls: int) -> tuple[list[tuple[float, float]], list[float], list[str],
+                                                          list[float], list[str]]:
     with Lab(topology=Topology(2, 2), state_path=os.path.join(state, "lab.json")) as lab:
         portals = [p for _, p in lab.topology.portals()]
         args = ["--iqn", IQN, *(a for p in portals for a in ("--portal", p)), "--lun", "mem:64MiB"]
@@ -133,6 +143,11 @@ def run(plugs: int, pulls: int, rerun: str) -> str:
             url = f"sqlite+aiosqlite:///{os.path.join(d.state_dir, 'pool.db')}"
             latencies = pull_latencies(lab, d, pbd, url, "ctlA-s1", pulls)
             d.call("POST", f"/pbds/{pbd}/unplug", {"force": True})
+    return latencies, live, live_counts, one_dead, dead_counts
+
+
+def _render(plugs: int, pulls: int, rerun: str, started: str, load0: float, latencies: list[tuple[float, float]],
+            live: list[float], live_counts: list[str], one_dead: list[float], dead_counts: list[str]) -> str:
     to_faulty = [a for a, _ in latencies]
     to_store = [b for _, b in latencies]
     lines = [
