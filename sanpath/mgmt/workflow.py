@@ -29,6 +29,7 @@ HEARTBEAT = 2.0  # seconds between a daemon's reports
 
 MPATH = "mpath-"  # the PBD other-config key prefix of a LUN's path counts, as XenServer writes it
 PLUG_TIMEOUT = 90.0
+WAIT_POLL = 0.02  # seconds between looks at a PBD while a request waits for its host (a cheap primary-key read)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +282,7 @@ class Workflow:
                 if raise_error:
                     raise late
                 return await self.store.update_pbd(pbd.uuid, error=late.to_json())
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(WAIT_POLL)
 
     # --- forget / destroy / IQN ------------------------------------------------------------------------
 
