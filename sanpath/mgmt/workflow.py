@@ -262,14 +262,18 @@ class Workflow:
     async def _wait(self, pbd: PBD, raise_error: bool, timeout: float) -> PBD:
         """Until the PBD's host has acted on this request (its reconciler sets observed_generation)."""
         deadline = time.monotonic() + timeout
+        next_live_check, offline = 0.0, False
         while True:
             current = await self.store.pbd(pbd.uuid)
             if current.observed_generation >= pbd.generation:
                 if current.error and raise_error:
                     raise XenError.from_json(current.error)
                 return current
-            host = await self.store.host(pbd.host_uuid)
-            if not live(host, await self.store.now()):
+            if time.monotonic() >= next_live_check:  # liveness moves at heartbeat pace, not at WAIT_POLL's
+                next_live_check = time.monotonic() + HEARTBEAT / 4
+                host = await self.store.host(pbd.host_uuid)
+                offline = not live(host, await self.store.now())
+            if offline:
                 error = XenError("HOST_OFFLINE", f"host {host.name_label} ({host.uuid}) is not reporting, so PBD "
                                  f"{pbd.uuid} stays as it was; the request is kept for when it is back",
                                  host.uuid, pbd.uuid)
