@@ -16,13 +16,18 @@ Spec keys: pbd, sr, scsi_id, paths [{source, host, port, iqn, routed}], initiato
 path), control (socket path), lock (the PBD's lock file), log (its log file), login_timeout,
 multipathed.
 
-Control requests: ``{"op": "status"}`` and ``{"op": "stop"}`` (drain, flush, log out; exit 0, or
-FLUSH_FAILED when the last flush failed).
+Control requests: ``{"op": "status"}``; ``{"op": "stop"}`` (drain, flush, log out; exit 0, or
+FLUSH_FAILED when the last flush failed); ``{"op": "exports", "accept": bool, "disconnect": bool}`` (a
+host in maintenance mode takes no new NBD clients, and with ``disconnect`` its clients are drained and
+closed, then the LUN is flushed); ``{"op": "wait", "after": N, "timeout": S}`` answers once the change
+counter (path events, NBD clients coming and going) has passed N, or after S seconds: the daemon's
+path counts follow events, not a poll.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import fcntl
 import json
@@ -41,7 +46,7 @@ from ..initiator.session import SessionConfig
 from ..iscsi.auth import ChapCredentials
 from ..multipath.config import policy_source
 from ..multipath.discovery import PolicyFor, fold_device, login_paths
-from ..multipath.path import Path
+from ..multipath.path import Path, PathEvent
 from .attach import ExportService, NbdEndpoint
 
 log = logging.getLogger(__name__)
@@ -83,6 +88,20 @@ class PbdService(ExportService):
                                   login_timeout=float(spec.get("login_timeout", 3.0)))
         self.stopping = asyncio.Event()
         self._live: dict[ExpectedPath, list[Path]] = {}
+        self.changes = 0  # bumped on every path event and NBD client change
+        self._changed = asyncio.Event()
+        self.path_counters: dict[str, dict[str, int]] = {}  # per path: failed, reinstated
+
+    def _bump(self) -> None:
+        self.changes += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _on_path_event(self, event: PathEvent) -> None:
+        if event.kind in ("failed", "reinstated"):
+            counters = self.path_counters.setdefault(event.path, {"failed": 0, "reinstated": 0})
+            counters[event.kind] += 1
+        self._bump()
 
     async def _open(self, want: ExpectedPath) -> list[Path]:
         """The paths to our LUN through one expected path (empty when it does not answer)."""
@@ -120,6 +139,10 @@ class PbdService(ExportService):
         device = fold_device(self.scsi_id, members, self.policy_for)
         device.max_paths = max(len(self.expected), len(members))
         uri = await self.serve(device)
+        assert self.export is not None
+        self.export.accepting = bool(self.spec.get("accept", True))
+        self.export.on_change = self._bump
+        device.listeners.append(self._on_path_event)
         self._live.update(found)
         still = {w: t for t, w in logins.items() if t in pending}
         for want in self.expected:
@@ -169,6 +192,9 @@ class PbdService(ExportService):
         st["multipathed"] = bool(self.spec.get("multipathed", True))
         st["pid"] = os.getpid()
         st["nbd_clients"] = len(self.export.connections)
+        st["nbd_accepting"] = self.export.accepting
+        st["changes"] = self.changes
+        st["path_counters"] = self.path_counters
         st["iscsi_sessions"] = sum(1 for s in self.pool.current.values() if s.logged_in)
         st["expected"] = [{"name": w.name, "source": w.source, "portal": f"{w.host}:{w.port}", "iqn": w.iqn,
                            "routed": w.routed, "logged_in": bool(self._live.get(w))} for w in self.expected]
@@ -178,6 +204,26 @@ class PbdService(ExportService):
         if req.get("op") == "stop":
             self.stopping.set()
             return {"ok": True}
+        if req.get("op") == "wait":
+            changed = self._changed
+            if self.changes <= int(req.get("after", -1)):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), min(float(req.get("timeout", 20.0)), 60.0))
+            return {"ok": True, "changes": self.changes}
+        if req.get("op") == "exports" and self.export is not None and self.device is not None:
+            if self.export.accepting != bool(req.get("accept", True)):
+                self.export.accepting = bool(req.get("accept", True))
+                self._bump()
+            closed = 0
+            if req.get("disconnect"):
+                closed = await self.export.disconnect_clients()
+                try:
+                    await self.device.flush()  # what the clients were acknowledged is on the array
+                except Exception as e:
+                    log.error("the flush after disconnecting the NBD clients failed: %s", e)
+                    return {"ok": False, "error": f"the flush after disconnecting the clients failed: {e}"}
+                log.info("%d NBD client(s) drained and disconnected; the LUN is flushed", closed)
+            return {"ok": True, "accepting": self.export.accepting, "disconnected": closed}
         return await super().handle(req)
 
     async def stop(self) -> bool:

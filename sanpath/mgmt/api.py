@@ -1,26 +1,37 @@
-"""The host daemon's HTTP API (FastAPI): pool, hosts, PIFs, SRs, PBDs, messages. JSON in and out; errors
-as ``{"error", "code", "params", "message", "advice"}`` with XenServer's names and codes. Secrets go in
-(CHAP on sr probe/create) and never come out: every device-config shown has its secrets masked.
+"""The host daemon's HTTP API (FastAPI): pool, hosts, PIFs, SRs, PBDs, messages; maintenance mode and
+multipath settings; /events (server-sent events of new messages) and /metrics (Prometheus). JSON in and
+out; errors as ``{"error", "code", "params", "message", "advice"}`` with XenServer's names and codes, and
+503 STORE_UNREACHABLE while the pool store is away (I/O is not touched by that). Secrets go in (CHAP on
+sr probe/create) and never come out: every device-config shown has its secrets masked.
 
 Served on a root-only unix socket with no token, and on TCP only with TLS and a bearer token (the same
 app, built with ``token`` set)."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
 
 from .. import __version__
+from . import alerts, metrics
 from .daemon import HostDaemon
 from .errors import XenError
+from .maintenance import EVACUATE_TIMEOUT, HostOps, in_maintenance
 from .store.model import PBD, PIF, SR, Host, Message
 from .workflow import Chap, TargetSpec, Workflow, live
+
+EVENTS_POLL = 0.2  # seconds between looks for new messages while an /events client listens
+EVENTS_KEEPALIVE = 15.0
+EVENTS_LOOKBACK = 5.0  # seconds: a message stamped a little before the newest one sent is still sent
 
 MASK = "******"
 
@@ -48,6 +59,31 @@ class ProbeBody(ChapBody):
 class CreateBody(ProbeBody):
     name_label: str = Field(..., min_length=1, max_length=255)
     multihomed: str = Field("auto", pattern="^(auto|true|false)$")
+    strict: bool = Field(False, description="refuse, rather than warn, when the hosts' multipathing differs")
+
+
+class MaintenanceBody(BaseModel):
+    mode: str = Field(..., pattern="^(enter|exit)$")
+    force: bool = False
+    timeout: float = Field(EVACUATE_TIMEOUT, ge=0, le=86400)
+
+
+class MultipathingBody(BaseModel):
+    enabled: bool
+    handler: str | None = Field(None, pattern="^(dmp|rdac)$")
+
+
+class RollingBody(MultipathingBody):
+    force: bool = False
+    timeout: float = Field(EVACUATE_TIMEOUT, ge=0, le=86400)
+
+
+class EnabledBody(BaseModel):
+    enabled: bool
+
+
+class PoolConfigBody(BaseModel):
+    multipath_alert_period: float = Field(..., ge=1, le=86400)
 
 
 class IqnBody(BaseModel):
@@ -60,8 +96,8 @@ class PurposeBody(BaseModel):
 
 def host_json(h: Host, now: float) -> dict[str, Any]:
     return {"uuid": h.uuid, "name_label": h.name_label, "iqn": h.iqn, "enabled": h.enabled,
-            "multipathing": h.multipathing, "multipath_handle": h.multipath_handle,
-            "live": live(h, now), "heartbeat": h.heartbeat,
+            "maintenance_mode": in_maintenance(h), "multipathing": h.multipathing,
+            "multipath_handle": h.multipath_handle, "live": live(h, now), "heartbeat": h.heartbeat,
             "other_config": h.other_config}
 
 
@@ -99,10 +135,19 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, token: str | None = Non
     app = FastAPI(title="sanpath host daemon", version=__version__,
                   description="The management plane of one sanpath host: pool, hosts, PIFs, SRs, PBDs.")
     store = workflow.store
+    ops = HostOps(workflow)
 
     @app.exception_handler(XenError)
     async def _xen_error(_: Request, e: XenError) -> JSONResponse:
         return JSONResponse(e.to_json(), status_code=e.kind.http)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _store_error(_: Request, e: SQLAlchemyError) -> JSONResponse:
+        return JSONResponse(store_unreachable(e).to_json(), status_code=503)
+
+    @app.exception_handler(OSError)
+    async def _store_os_error(_: Request, e: OSError) -> JSONResponse:  # the driver's socket, before SQLAlchemy
+        return JSONResponse(store_unreachable(e).to_json(), status_code=503)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
@@ -151,6 +196,68 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, token: str | None = Non
     async def get_host(ref: str) -> dict[str, Any]:
         return host_json(await store.host(ref), await store.now())
 
+    @app.post("/hosts/{ref}/maintenance")
+    async def maintenance(ref: str, body: MaintenanceBody) -> dict[str, Any]:
+        """Enter (disable, then wait for the exports' NBD clients to leave; with force drain and close
+        them) or exit maintenance mode."""
+        host = await store.host(ref)
+        host = (await ops.enter(host, force=body.force, timeout=body.timeout) if body.mode == "enter"
+                else await ops.exit(host))
+        return host_json(host, await store.now())
+
+    @app.post("/hosts/{ref}/enabled")
+    async def set_enabled(ref: str, body: EnabledBody) -> dict[str, Any]:
+        """xe host-disable / host-enable: disable only (no new plugs); enable ends maintenance mode too."""
+        host = await store.host(ref)
+        host = await ops.exit(host) if body.enabled else await store.update_host(host.uuid, enabled=False)
+        return host_json(host, await store.now())
+
+    @app.post("/hosts/{ref}/multipathing")
+    async def set_multipathing(ref: str, body: MultipathingBody) -> dict[str, Any]:
+        """Only in maintenance mode: unplug the host's plugged PBDs, change the setting, replug them."""
+        return await ops.set_multipathing(await store.host(ref), body.enabled, body.handler)
+
+    @app.post("/pool/multipathing")
+    async def pool_multipathing(body: RollingBody) -> StreamingResponse:
+        """The rolling change, host by host; the answer is JSON lines, one per step as it happens, the last
+        ``{"result": [...]}`` or ``{"error": ...}``."""
+
+        async def steps() -> AsyncIterator[bytes]:
+            queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+            async def progress(step: dict[str, Any]) -> None:
+                await queue.put(step)
+
+            async def work() -> None:
+                try:
+                    done = await ops.rolling(body.enabled, body.handler, progress, force=body.force,
+                                             timeout=body.timeout)
+                    await queue.put({"result": done})
+                except XenError as e:
+                    await queue.put(e.to_json())
+                except SQLAlchemyError as e:
+                    await queue.put(store_unreachable(e).to_json())
+                finally:
+                    await queue.put(None)
+
+            task = asyncio.get_running_loop().create_task(work())
+            try:
+                while (item := await queue.get()) is not None:
+                    yield json.dumps(item).encode() + b"\n"
+            finally:
+                await task  # a client that leaves does not cut a host's change short
+
+        return StreamingResponse(steps(), media_type="application/x-ndjson")
+
+    @app.post("/pool/other_config")
+    async def pool_config(body: PoolConfigBody) -> dict[str, Any]:
+        pool = await store.pool()
+        if pool is None:
+            raise XenError("POOL_NOT_INITIALISED", "this store holds no pool")
+        pool = await store.update_pool(other_config={**pool.other_config,
+                                                     alerts.PERIOD_KEY: str(body.multipath_alert_period)})
+        return {"uuid": pool.uuid, "other_config": pool.other_config}
+
     @app.post("/hosts/{ref}/iqn")
     async def set_iqn(ref: str, body: IqnBody) -> dict[str, Any]:
         return host_json(await workflow.set_iqn(await store.host(ref), body.iqn), await store.now())
@@ -178,9 +285,10 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, token: str | None = Non
 
     @app.post("/srs")
     async def create_sr(body: CreateBody) -> dict[str, Any]:
-        sr, pbds = await workflow.create(await this_host(), body.name_label, body.spec(), body.multihomed)
+        sr, pbds, warnings = await workflow.create(await this_host(), body.name_label, body.spec(), body.multihomed,
+                                                   strict=body.strict)
         known = await live_hosts()
-        return {**sr_json(await store.sr(sr.uuid)), "pbds": [pbd_json(p, known) for p in pbds]}
+        return {**sr_json(await store.sr(sr.uuid)), "pbds": [pbd_json(p, known) for p in pbds], "warnings": warnings}
 
     @app.get("/srs/{uuid}")
     async def get_sr(uuid: str) -> dict[str, Any]:
@@ -219,7 +327,54 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, token: str | None = Non
         return pbd_json(await workflow.unplug(uuid, force=force, clients_now=clients), await live_hosts())
 
     @app.get("/messages")
-    async def list_messages(since: Annotated[float, Query(ge=0)] = 0.0) -> list[dict[str, Any]]:
-        return [message_json(m) for m in await store.messages(since=since)]
+    async def list_messages(since: Annotated[float, Query(ge=0)] = 0.0,
+                            priority: Annotated[int | None, Query(ge=1, le=5)] = None,
+                            name: Annotated[str | None, Query(max_length=64)] = None) -> list[dict[str, Any]]:
+        return [message_json(m) for m in await store.messages(since=since, priority=priority, name=name)]
+
+    @app.get("/events")
+    async def events(request: Request, since: Annotated[float | None, Query(ge=0)] = None,
+                     priority: Annotated[int | None, Query(ge=1, le=5)] = None) -> StreamingResponse:
+        """Server-sent events: each new message (from ``since`` on; default: from now) as ``event:
+        message`` with the message's JSON, as it is written by any host of the pool."""
+        start = since if since is not None else await store.now()
+
+        async def stream() -> AsyncIterator[bytes]:
+            seen: dict[str, float] = {}  # sent, by timestamp: messages of several hosts may land a little late
+            mark, quiet = start, 0.0
+            yield b": sanpath events\n\n"
+            while not await request.is_disconnected():
+                try:
+                    new = [m for m in await store.messages(since=mark, priority=priority) if m.uuid not in seen]
+                except SQLAlchemyError:
+                    new = []  # the store is away: the stream waits for it
+                for m in new:
+                    seen[m.uuid] = m.timestamp
+                    yield f"id: {m.uuid}\nevent: message\ndata: {json.dumps(message_json(m))}\n\n".encode()
+                if new:
+                    mark = max(mark, new[-1].timestamp - EVENTS_LOOKBACK)
+                    seen = {u: t for u, t in seen.items() if t >= mark}
+                    quiet = 0.0
+                quiet += EVENTS_POLL
+                if quiet >= EVENTS_KEEPALIVE:
+                    quiet = 0.0
+                    yield b": keepalive\n\n"
+                await asyncio.sleep(EVENTS_POLL)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/metrics")
+    async def get_metrics() -> Response:
+        """Prometheus: this host's PBDs and paths, from its data-path processes now."""
+        sup = daemon.supervisor
+        uuids = list(sup.running)
+        answers = await asyncio.gather(*(sup.status(uuid) for uuid in uuids))
+        statuses = {uuid: st for uuid, st in zip(uuids, answers, strict=True) if st is not None}
+        return Response(metrics.exposition(daemon.host.name_label, statuses), media_type=metrics.CONTENT_TYPE)
 
     return app
+
+
+def store_unreachable(e: BaseException) -> XenError:
+    reason = str(getattr(e, "orig", None) or e).splitlines()[0] if str(e) else type(e).__name__
+    return XenError("STORE_UNREACHABLE", f"the pool store is unreachable: {reason}", reason)

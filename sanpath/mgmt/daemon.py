@@ -1,6 +1,12 @@
 """The host daemon's loops: the reconciler (desired PBD state in the store -> one data-path process per
 plugged PBD of this host), the reporter (what those processes see -> the PBD's other-config: path
-counts, sessions, the export), and the host's own rows (heartbeat, PIFs from netlink).
+counts, sessions, the export; MULTIPATH_PERIODIC_ALERT messages), and the host's own rows (heartbeat,
+PIFs from netlink).
+
+The reporter follows events, not a poll: one watcher per data-path process waits on its change counter
+(path events, NBD clients coming and going) and marks the PBD for a fresh status at once; a PBD with no
+news is looked at only every SAFETY seconds. Maintenance mode reaches the exports from here too: a host
+in maintenance mode has its exports refuse new clients, and with force drain and close the old ones.
 
 The reconciler is the only writer of ``currently_attached`` and of the PBD's reported keys. A plug
 request that fails is recorded on the PBD (``error``) and the PBD is left unplugged; a data-path process
@@ -15,19 +21,22 @@ import time
 from typing import Any
 
 from ..host.pbd import FLUSH_FAILED
-from . import netlink
+from . import alerts, netlink
 from .errors import XenError
+from .maintenance import FORCE, in_maintenance
 from .pathplan import plan_paths
 from .poolkey import PoolKey
 from .store import Store
 from .store.model import PBD, Host
-from .supervisor import Supervisor
+from .supervisor import Supervisor, ask
 from .workflow import HEARTBEAT, MPATH, TargetSpec
 
 log = logging.getLogger(__name__)
 RECONCILE = 0.25
+SAFETY = 10.0  # seconds between looks at a data-path process that reported no change
+WATCH = 20.0  # seconds a watcher's wait request may last
 RESTART_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
-REPORTED = ("multipathed", "iscsi_sessions", "nbd", "nbd_clients", "paths")  # and mpath-<SCSIid>
+REPORTED = ("multipathed", "iscsi_sessions", "nbd", "nbd_clients", "nbd_accepting", "paths")  # and mpath-<SCSIid>
 
 
 def link_rows() -> list[dict[str, Any]]:
@@ -47,11 +56,20 @@ class HostDaemon:
         self.host = host
         self.supervisor = supervisor
         self.wake = asyncio.Event()  # a request was written: reconcile now rather than at the next round
+        self.alerts = alerts.PathAlerts()
+        self.pool_uuid = ""
         self._restarts: dict[str, int] = {}
         self._next_start: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._dirty: set[str] = set()  # PBDs whose process has news: ask for its status this round
+        self._looked: dict[str, float] = {}  # when each process's status was last asked for (monotonic)
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._exporting: dict[str, asyncio.Task[None]] = {}  # maintenance-mode requests under way, per PBD
+        self._maintenance: tuple[bool, bool] = (False, False)
 
     async def start(self) -> None:
+        pool = await self.store.pool()
+        self.pool_uuid = pool.uuid if pool is not None else ""
         for dp in await self.supervisor.adopt():
             await self.store.add_message("PBD_DATAPATH_ADOPTED", 5, "PBD", dp.pbd, {"pid": dp.pid},
                                          f"the daemon adopted the running data-path process {dp.pid or ''}".strip())
@@ -62,9 +80,10 @@ class HostDaemon:
 
     async def stop(self) -> None:
         """The daemon stops; the data-path processes go on (a new daemon adopts them)."""
-        for task in self._tasks:
+        tasks = self._tasks + list(self._watchers.values()) + list(self._exporting.values())
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
@@ -85,10 +104,19 @@ class HostDaemon:
         rows = await asyncio.to_thread(link_rows)
         await self.store.sync_pifs(self.host.uuid, rows)
         self.host = await self.store.update_host(self.host.uuid, heartbeat=await self.store.now())
+        pool = await self.store.pool()
+        if pool is not None:
+            with contextlib.suppress(TypeError, ValueError):
+                self.alerts.period = float(pool.other_config.get(alerts.PERIOD_KEY, alerts.PERIOD))
 
     # --- reconciler ------------------------------------------------------------------------------------
 
     async def reconcile(self) -> None:
+        self.host = await self.store.host(self.host.uuid)
+        maintenance = (in_maintenance(self.host), self.host.other_config.get(FORCE) == "true")
+        if maintenance != self._maintenance:  # every export is to be told
+            self._maintenance = maintenance
+            self._dirty.update(self.supervisor.running)
         pbds = await self.store.pbds(host_uuid=self.host.uuid)
         mine = {p.uuid for p in pbds}
         for pbd in pbds:
@@ -99,6 +127,31 @@ class HostDaemon:
         for uuid in list(self.supervisor.running):
             if uuid not in mine:  # its SR was forgotten behind our back: stop serving it
                 await self.supervisor.stop(uuid)
+        self._watch_running()
+        await self._repeat_alerts({p.uuid: p for p in pbds})
+
+    def _watch_running(self) -> None:
+        for uuid in list(self._watchers):
+            if uuid not in self.supervisor.running:
+                self._watchers.pop(uuid).cancel()
+        for uuid in self.supervisor.running:
+            if uuid not in self._watchers:
+                self._watchers[uuid] = asyncio.get_running_loop().create_task(self._watch(uuid))
+
+    async def _watch(self, uuid: str) -> None:
+        """Wait on the process's change counter; each change marks the PBD for a status at once."""
+        seen = -1
+        while (dp := self.supervisor.running.get(uuid)) is not None:
+            answer = await ask(dp.control, {"op": "wait", "after": seen, "timeout": WATCH}, WATCH + 5)
+            if answer is None or not isinstance(answer.get("changes"), int):  # not answering (yet), or gone
+                self._dirty.add(uuid)
+                self.wake.set()
+                await asyncio.sleep(1.0)
+                continue
+            if answer["changes"] != seen:
+                seen = answer["changes"]
+                self._dirty.add(uuid)
+                self.wake.set()
 
     async def _reconcile_one(self, pbd: PBD) -> None:
         fresh = pbd.observed_generation < pbd.generation  # a plug or unplug request not acted on yet
@@ -109,14 +162,21 @@ class HostDaemon:
                 error = XenError("ISCSIDevice", f"PBD {pbd.uuid}: the last flush before the unplug failed; "
                                  "writes acknowledged before it may not be on the array", pbd.uuid,
                                  advice="Check the array and the LUN's data before using it again.").to_json()
+            self.alerts.forget(pbd.uuid)
             if fresh or pbd.currently_attached:
                 await self.store.settle_pbd(pbd.uuid, pbd.generation, currently_attached=False, error=error,
                                             other_config=unreported(pbd.other_config),
                                             observed_generation=pbd.generation)
             return
+        if running and not fresh and pbd.uuid not in self._dirty and pbd.currently_attached \
+                and time.monotonic() - self._looked.get(pbd.uuid, 0.0) < SAFETY:
+            return  # no news from its process
+        self._dirty.discard(pbd.uuid)
+        self._looked[pbd.uuid] = time.monotonic()
         status = await self.supervisor.status(pbd.uuid) if running else None
         if status is not None:
             await self._report(pbd, status, fresh)
+            self._apply_maintenance(pbd.uuid, status)
             return
         if not self.supervisor.gone(pbd.uuid):
             return  # alive but not answering (still logging in, or busy): judged again next round
@@ -177,12 +237,55 @@ class HostDaemon:
             key: f"[{active}, {maximum}]",
             "nbd": status.get("nbd", ""),
             "nbd_clients": str(status.get("nbd_clients", 0)),
+            "nbd_accepting": "true" if status.get("nbd_accepting", True) else "false",
             "paths": [{"name": p.get("name"), "routed": p.get("routed"), "logged_in": p.get("logged_in")}
                       for p in status.get("expected", [])],
         })
         if fresh or other != pbd.other_config or not pbd.currently_attached or pbd.error:
             await self.store.settle_pbd(pbd.uuid, pbd.generation, currently_attached=True, other_config=other,
                                         error={}, observed_generation=pbd.generation)
+        state = self.alerts.counts(pbd.uuid, active, maximum, time.monotonic())
+        if state is not None:
+            await self._alert(pbd, str(status["wwid"]), active, maximum, state)
+
+    async def _alert(self, pbd: PBD, scsi_id: str, current: int, maximum: int, state: str) -> None:
+        sr = await self.store.sr(pbd.sr_uuid)
+        body = alerts.record(host=self.host.uuid, host_name=self.host.name_label, pbd=pbd.uuid, sr=sr.uuid,
+                             sr_name=sr.name_label, scsi_id=scsi_id, current=current, maximum=maximum, state=state,
+                             period=self.alerts.period)
+        await self.store.add_message(alerts.NAME, alerts.PRIORITY, "pool", self.pool_uuid, body, alerts.render(body))
+        log.warning("%s", alerts.render(body))
+
+    async def _repeat_alerts(self, pbds: dict[str, PBD]) -> None:
+        for uuid, current, maximum in self.alerts.due(time.monotonic()):
+            pbd = pbds.get(uuid)
+            key = next((k for k in (pbd.other_config if pbd else {}) if k.startswith(MPATH)), None)
+            if pbd is not None and key is not None:
+                await self._alert(pbd, key[len(MPATH):], current, maximum, alerts.DEGRADED)
+
+    def _apply_maintenance(self, uuid: str, status: dict[str, Any]) -> None:
+        """A host in maintenance mode: its exports refuse new clients, and with force their clients are
+        drained and closed. Out of it, they take clients again. Sent once per change, in the background
+        (a drain takes seconds)."""
+        maintenance, force = self._maintenance
+        accept = not maintenance
+        if uuid in self._exporting:
+            return
+        if status.get("nbd_accepting", True) != accept or (force and maintenance and status.get("nbd_clients")):
+            self._exporting[uuid] = asyncio.get_running_loop().create_task(
+                self._exports(uuid, accept, force and maintenance))
+
+    async def _exports(self, uuid: str, accept: bool, disconnect: bool) -> None:
+        try:
+            answer = await self.supervisor.request(uuid, {"op": "exports", "accept": accept,
+                                                          "disconnect": disconnect}, timeout=60)
+            if answer is None or not answer.get("ok"):
+                log.warning("PBD %s: the export did not take the maintenance-mode request: %s", uuid,
+                            (answer or {}).get("error", "no answer"))
+        finally:
+            self._exporting.pop(uuid, None)
+            self._dirty.add(uuid)
+            self.wake.set()
 
     # --- the data-path spec ----------------------------------------------------------------------------
 
@@ -207,7 +310,7 @@ class HostDaemon:
         spec: dict[str, Any] = {
             "sr": sr.uuid, "scsi_id": sr.scsi_id, "paths": paths, "initiator_name": dc.get("localIQN") or host.iqn,
             "settings": settings, "nbd": self.supervisor.nbd_path(sr.scsi_id), "login_timeout": 3.0,
-            "multipathed": multihome,
+            "multipathed": multihome, "accept": not in_maintenance(host),
         }
         if dc.get("chapuser"):
             spec["chap"] = {"user": dc["chapuser"], "secret": await self._secret(dc["chappassword_secret"])}

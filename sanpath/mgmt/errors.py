@@ -51,6 +51,20 @@ _KINDS = [
     Kind("HOST_OFFLINE", None, 503, "Start the host's daemon (sanpath host serve) and try again."),
     Kind("TIMEOUT", None, 504, "The host did not report in time; see sanpath pbd list and the daemon's log."),
     Kind("UNAUTHORIZED", None, 401, "Send the API token: Authorization: Bearer TOKEN."),
+    Kind("HOST_DISABLED", None, 409, "The host is in maintenance mode: sanpath host maintenance exit --host NAME, "
+         "then plug."),
+    Kind("HOST_NOT_IN_MAINTENANCE_MODE", None, 409, "Put the host in maintenance mode first: sanpath host "
+         "maintenance enter --host NAME (or change every host at once: sanpath pool set-multipathing)."),
+    Kind("CANNOT_EVACUATE_HOST", None, 409, "Disconnect the NBD clients of the host's exports, or give --force to "
+         "drain and close them, or a longer --timeout."),
+    Kind("MULTIPATH_CHANGE_PENDING", None, 409, "Run sanpath host set-multipathing again for this host: it finishes "
+         "the change and replugs the PBDs it unplugged."),
+    Kind("PBD_REPLUG_FAILED", None, 502, "See each PBD's error (sanpath pbd list --host NAME), fix the cause, then "
+         "sanpath pbd plug UUID; the host stays in maintenance mode meanwhile."),
+    Kind("MULTIPATH_NOT_ENABLED_ON_ALL_HOSTS", None, 409, "Make multipathing the same on every host first: "
+         "sanpath pool set-multipathing on."),
+    Kind("STORE_UNREACHABLE", None, 503, "Check the pool store (the PostgreSQL server, or the SQLite file); I/O "
+         "goes on meanwhile, and the API answers again once the store is back."),
 ]
 KINDS: dict[str, Kind] = {k.name: k for k in _KINDS}
 

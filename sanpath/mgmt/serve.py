@@ -72,18 +72,19 @@ async def open_pool(db: str | None, key_path: str | None) -> tuple[Store, PoolKe
         raise
 
 
-async def find_host(store: Store, name: str, daemon_id: str) -> Host:
-    """This host's row (made on first start, with a new IQN). A row whose live daemon is another one
-    (two machines with one name) is refused: two daemons must never reconcile one host's PBDs."""
+async def find_host(store: Store, name: str, daemon_id: str) -> tuple[Host, bool]:
+    """This host's row (made on first start, with a new IQN), and whether it was made now. A row whose
+    live daemon is another one (two machines with one name) is refused: two daemons must never reconcile
+    one host's PBDs."""
     for h in await store.hosts():
         if h.name_label == name:
             other = h.other_config.get("daemon", daemon_id)
             if other != daemon_id and live(h, await store.now()):
                 raise XenError("HOST_DAEMON_RUNNING", f"host {name} is served by the daemon {other}, which is "
                                "reporting", name, other)
-            return await store.update_host(h.uuid, other_config={**h.other_config, "daemon": daemon_id})
+            return await store.update_host(h.uuid, other_config={**h.other_config, "daemon": daemon_id}), False
     made = await store.add_host(name, generate_iqn())
-    return await store.update_host(made.uuid, other_config={"daemon": daemon_id})
+    return await store.update_host(made.uuid, other_config={"daemon": daemon_id}), True
 
 
 def lock_daemon(run_dir: str) -> int:
@@ -140,9 +141,11 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     lock = lock_daemon(run_dir)
     store, key = await open_pool(opts.db, opts.pool_key)
     try:
-        host = await find_host(store, opts.name or socket.gethostname(), f"{socket.getfqdn()}:{run_dir}")
+        host, joined = await find_host(store, opts.name or socket.gethostname(), f"{socket.getfqdn()}:{run_dir}")
         daemon = HostDaemon(store, key, host, supervisor)
         workflow = Workflow(store, key, daemon.wake.set)
+        if joined:  # new to the pool: a PBD for every shared SR, plugged by the reconciler
+            await workflow.join(host)
         await daemon.start()
         servers = [await _serve_unix(build_app(daemon, workflow), socket_path)]
         if tcp_address is not None and opts.tls_cert and opts.tls_key:

@@ -182,6 +182,11 @@ class Supervisor:
             self.forget(pbd)
         return None  # alive but not answering this time (still logging in, or busy): judged next round
 
+    async def request(self, pbd: str, request: dict[str, Any], timeout: float = 3.0) -> dict[str, Any] | None:
+        """Any other control request to the PBD's process; None when it is not ours or does not answer."""
+        dp = self.running.get(pbd)
+        return None if dp is None else await ask(dp.control, request, timeout)
+
     def forget(self, pbd: str) -> None:
         dp = self.running.pop(pbd, None)
         if dp is not None and dp.process is not None and dp.process.returncode is None:

@@ -179,10 +179,16 @@ class Workflow:
 
     # --- create ----------------------------------------------------------------------------------------
 
-    async def create(self, host: Host, name: str, spec: TargetSpec, multihomed: str = "auto",
-                     ) -> tuple[SR, list[PBD]]:
+    async def create(self, host: Host, name: str, spec: TargetSpec, multihomed: str = "auto", *,
+                     strict: bool = False) -> tuple[SR, list[PBD], list[str]]:
+        """The SR, its PBDs (one per host, each plugged except on a disabled host) and the warnings: the
+        hosts' multipathing differs (with ``strict`` that is an error, and nothing is made)."""
         if multihomed not in ("auto", "true", "false"):
             raise XenError("VALUE_INVALID", f"multihomed {multihomed!r}: use auto, true or false", multihomed)
+        hosts = await self.store.hosts()
+        warnings = [w for w in [_multipathing_differs(hosts)] if w]
+        if warnings and strict:
+            raise XenError("MULTIPATH_NOT_ENABLED_ON_ALL_HOSTS", warnings[0], *(h.name_label for h in hosts))
         addresses = spec.addresses()
         records = await self.discover(host, spec, addresses)
         iqns_xml = probe.iqns_xml(records, spec.target, wildcard_port(addresses, spec.port))
@@ -215,11 +221,45 @@ class Workflow:
                      "portals": [list(p) for p in portals], "size": str(lun.size), "vendor": lun.vendor}
         sr = await self.store.create_sr(name, lun.scsi_id, device_config, sm_config)
         pbds = []
-        for h in await self.store.hosts():
-            pbds.append(await self.store.create_pbd(sr.uuid, h.uuid, await self._pbd_config(device_config,
-                                                                                             spec.chap)))
-        pbds = list(await asyncio.gather(*(self.plug(p.uuid, raise_error=False) for p in pbds)))
-        return sr, pbds
+        for h in await self.store.hosts():  # a host joining meanwhile makes its own (join)
+            try:
+                pbds.append(await self.store.create_pbd(sr.uuid, h.uuid, await self._pbd_config(device_config,
+                                                                                                 spec.chap)))
+            except XenError as e:
+                if e.name != "PBD_EXISTS":
+                    raise
+        hosts_by_uuid = {h.uuid: h for h in await self.store.hosts()}
+        pbds = list(await asyncio.gather(*(self._plug_new(p, hosts_by_uuid.get(p.host_uuid)) for p in pbds)))
+        return sr, pbds, warnings
+
+    async def _plug_new(self, pbd: PBD, host: Host | None) -> PBD:
+        if host is not None and not host.enabled:
+            error = XenError("HOST_DISABLED", f"host {host.name_label} is disabled (maintenance mode), so PBD "
+                             f"{pbd.uuid} is made but not plugged", host.name_label, pbd.uuid)
+            return await self.store.update_pbd(pbd.uuid, error=error.to_json())
+        return await self.plug(pbd.uuid, raise_error=False)
+
+    async def join(self, host: Host) -> list[PBD]:
+        """A host new to the pool: a PBD for every shared SR, with its own copy of the secrets, each asked
+        to be plugged (the host's reconciler plugs them)."""
+        made = []
+        for sr in await self.store.srs():
+            if not sr.shared:
+                continue
+            existing = await self.store.pbds(sr_uuid=sr.uuid)
+            if any(p.host_uuid == host.uuid for p in existing):
+                continue
+            config = await self.store.copy_secrets(existing[0].device_config) if existing else dict(sr.device_config)
+            try:
+                pbd = await self.store.create_pbd(sr.uuid, host.uuid, config)
+            except XenError as e:
+                if e.name != "PBD_EXISTS":  # sr create made it meanwhile
+                    raise
+                continue
+            made.append(await self.store.request_plug(pbd.uuid, True))
+        if made:
+            self.requested()
+        return made
 
     async def _pbd_config(self, device_config: dict[str, Any], chap: Chap) -> dict[str, Any]:
         """Each PBD holds its own copy of the secrets, as references to secret rows (XenServer's
@@ -236,10 +276,16 @@ class Workflow:
 
     # --- plug / unplug ---------------------------------------------------------------------------------
 
-    async def plug(self, uuid: str, *, raise_error: bool = True, timeout: float = PLUG_TIMEOUT) -> PBD:
+    async def plug(self, uuid: str, *, raise_error: bool = True, timeout: float = PLUG_TIMEOUT,
+                   in_maintenance: bool = False) -> PBD:
+        """``in_maintenance``: the replug of a multipath change, which a disabled host takes."""
         pbd = await self.store.pbd(uuid)
         if pbd.currently_attached and pbd.plugged:
             return pbd  # plug is idempotent
+        host = await self.store.host(pbd.host_uuid)
+        if not host.enabled and not in_maintenance:
+            raise XenError("HOST_DISABLED", f"host {host.name_label} is disabled (maintenance mode): no new plugs go "
+                           "to it", host.name_label, uuid)
         request = await self.store.request_plug(uuid, True)
         self.requested()
         return await self._wait(request, raise_error, timeout)
@@ -316,6 +362,15 @@ class Workflow:
                 raise XenError("IQN_IN_USE", f"IQN {iqn} is the name of a target of SR {sr.name_label} "
                                f"({sr.uuid}); host {host.name_label} cannot take it", iqn, sr.uuid)
         return await self.store.update_host(host.uuid, iqn=iqn)
+
+
+def _multipathing_differs(hosts: list[Host]) -> str | None:
+    """XenCenter's warning that multipathing is not on for every host, as a sentence; None when they agree."""
+    if len({h.multipathing for h in hosts}) <= 1:
+        return None
+    on = ", ".join(h.name_label for h in hosts if h.multipathing) or "none"
+    off = ", ".join(h.name_label for h in hosts if not h.multipathing)
+    return f"multipathing is not enabled on every host of the pool: on for {on}, off for {off}"
 
 
 def live(host: Host, now: float) -> bool:

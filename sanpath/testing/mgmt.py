@@ -8,8 +8,8 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,15 +47,20 @@ def short_dir(prefix: str) -> str:
 
 @asynccontextmanager
 async def running_plane(url: str, *, name: str = "host1", iqn: str = "iqn.2026-12.com.example:host1",
-                        token: str | None = None) -> AsyncIterator[Plane]:
+                        token: str | None = None, key: PoolKey | None = None) -> AsyncIterator[Plane]:
+    """One host; with ``key``, a host joining the pool that store holds already (it gets its PBDs)."""
     base = short_dir("sp-mgmt-")
     store = await Store.open(url)
-    key = PoolKey.create(os.path.join(base, "pool.key"))
-    await store.create_pool("test pool", key)
+    joining = key is not None
+    if key is None:
+        key = PoolKey.create(os.path.join(base, "pool.key"))
+        await store.create_pool("test pool", key)
     host = await store.add_host(name, iqn)
     supervisor = Supervisor(os.path.join(base, "run"))
     daemon = HostDaemon(store, key, host, supervisor)
     workflow = Workflow(store, key, daemon.wake.set)
+    if joining:
+        await workflow.join(host)
     await daemon.start()
     app = build_app(daemon, workflow, token=token)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sanpath", timeout=120)
@@ -69,3 +74,15 @@ async def running_plane(url: str, *, name: str = "host1", iqn: str = "iqn.2026-1
                 await supervisor.stop(pbd, timeout=10)
         await store.close()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@asynccontextmanager
+async def running_pool(url: str, names: Sequence[str] = ("host1", "host2", "host3")) -> AsyncIterator[list[Plane]]:
+    """Several hosts in one pool, each with its own store connection, daemon and runtime directory, as
+    separate machines would have (the first makes the pool, the others join it)."""
+    async with AsyncExitStack() as stack:
+        planes: list[Plane] = []
+        for name in names:
+            planes.append(await stack.enter_async_context(running_plane(
+                url, name=name, iqn=f"iqn.2026-12.com.example:{name}", key=planes[0].key if planes else None)))
+        yield planes

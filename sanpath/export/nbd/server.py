@@ -93,6 +93,8 @@ class NbdServer:
         self._unix_paths: list[str] = []
         self.connections: set[_Connection] = set()
         self.addresses: list[str] = []
+        self.accepting = True  # new clients are let in (a host in maintenance mode refuses them)
+        self.on_change: Callable[[], None] | None = None  # called when a client comes or goes
 
     def _protocol(self) -> _Connection:
         return _Connection(self)
@@ -118,10 +120,11 @@ class NbdServer:
         log.info("NBD export %r on %s:%d", self.export.name, *bound)
         return bound
 
-    async def close(self, grace: float = 5.0) -> None:
-        for server in self._servers:
-            server.close()
-        for conn in list(self.connections):
+    async def disconnect_clients(self, grace: float = 5.0) -> int:
+        """Close every client: requests still buffered get ESHUTDOWN, the ones in flight finish and are
+        answered first (up to ``grace`` seconds; then they are aborted). Returns how many were closed."""
+        conns = list(self.connections)
+        for conn in conns:
             conn.shutdown()
         pending = [c.closed for c in self.connections]
         if pending:
@@ -132,6 +135,12 @@ class NbdServer:
                 still = [c.closed for c in self.connections]
                 if still:
                     await asyncio.wait(still, timeout=grace)
+        return len(conns)
+
+    async def close(self, grace: float = 5.0) -> None:
+        for server in self._servers:
+            server.close()
+        await self.disconnect_clients(grace)
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
@@ -183,7 +192,15 @@ class _Connection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if not self.server.accepting:
+            log.info("%r refused: the export takes no new clients now (its host is in maintenance mode)", self)
+            self.lost = True
+            self.closed.set_result(None)
+            transport.abort()
+            return
         self.server.connections.add(self)
+        if self.server.on_change is not None:
+            self.server.on_change()
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -233,6 +250,8 @@ class _Connection(asyncio.BufferedProtocol):
         if self.lost and not self.tasks and not self.closed.done():
             self.server.connections.discard(self)
             self.closed.set_result(None)
+            if self.server.on_change is not None:
+                self.server.on_change()
 
     def _handshake_expired(self) -> None:
         log.warning("%r did not finish the NBD handshake in %.0f s; closing", self, self.server.handshake_timeout)

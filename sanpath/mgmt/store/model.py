@@ -75,7 +75,7 @@ class PBD(Base):
     __table_args__ = (UniqueConstraint("sr_uuid", "host_uuid"),)
     uuid: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     sr_uuid: Mapped[str] = mapped_column(ForeignKey("sr.uuid", ondelete="CASCADE"))
-    host_uuid: Mapped[str] = mapped_column(ForeignKey("host.uuid", ondelete="CASCADE"))
+    host_uuid: Mapped[str] = mapped_column(ForeignKey("host.uuid", ondelete="CASCADE"), index=True)
     device_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     plugged: Mapped[bool] = mapped_column(Boolean, default=False)  # desired: the reconciler's input
     currently_attached: Mapped[bool] = mapped_column(Boolean, default=False)  # observed: its output
@@ -99,7 +99,7 @@ class Message(Base):
     priority: Mapped[int] = mapped_column(Integer)
     obj_class: Mapped[str] = mapped_column(String(16))  # pool | host | SR | PBD
     obj_uuid: Mapped[str] = mapped_column(String(36))
-    timestamp: Mapped[float] = mapped_column(Float)
+    timestamp: Mapped[float] = mapped_column(Float, index=True)  # the store's clock
     body: Mapped[dict[str, Any]] = mapped_column(default=dict)
     text: Mapped[str] = mapped_column(Text, default="")
     acknowledged: Mapped[bool] = mapped_column(Boolean, default=False)

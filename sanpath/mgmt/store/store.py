@@ -23,6 +23,8 @@ from .model import PBD, PIF, SR, Base, Host, Message, Pool, Secret, new_uuid
 
 T = TypeVar("T", bound=Base)
 _MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
+CONNECT_TIMEOUT = 5.0  # seconds (PostgreSQL)
+COMMAND_TIMEOUT = 30.0
 _MIGRATION_LOCK = 0x5A4E5041  # PostgreSQL advisory lock held while one daemon migrates
 
 
@@ -59,6 +61,11 @@ class Store:
                     raise XenError("VALUE_INVALID", f"--db {shown}: cannot make its directory: {e.strerror}",
                                    shown) from None
             kwargs["connect_args"] = {"timeout": 30}
+        elif parsed.get_backend_name() == "postgresql":
+            # a server that went away is found out at the next checkout, not by the request that uses the
+            # connection; a server that does not answer fails the request in seconds, not never
+            kwargs.update(pool_pre_ping=True, connect_args={"timeout": CONNECT_TIMEOUT,
+                                                            "command_timeout": COMMAND_TIMEOUT})
         try:
             engine = create_async_engine(url, **kwargs)
         except Exception as e:  # unknown dialect, missing driver
@@ -125,6 +132,12 @@ class Store:
         rows = await self._all(Pool)
         return rows[0] if rows else None
 
+    async def update_pool(self, **fields: Any) -> Pool:
+        pool = await self.pool()
+        if pool is None:
+            raise XenError("POOL_NOT_INITIALISED", "this store holds no pool")
+        return await self._update(Pool, pool.uuid, fields)
+
     async def create_pool(self, name: str, key: PoolKey) -> Pool:
         if (existing := await self.pool()) is not None:
             raise XenError("VALUE_INVALID", f"this store holds pool {existing.name_label} ({existing.uuid}) "
@@ -143,11 +156,12 @@ class Store:
         return sorted(await self._all(Host), key=lambda h: h.name_label)
 
     async def host(self, ref: str) -> Host:
-        """A host by uuid or name."""
-        for h in await self._all(Host):
-            if ref in (h.uuid, h.name_label):
-                return h
-        raise XenError("HANDLE_INVALID", f"no host named or with uuid {ref!r}", "host", ref)
+        """A host by uuid or name (one indexed read either way)."""
+        async with self._session() as s:
+            row = await s.get(Host, ref) or (await s.scalars(select(Host).where(Host.name_label == ref))).first()
+        if row is None:
+            raise XenError("HANDLE_INVALID", f"no host named or with uuid {ref!r}", "host", ref)
+        return row
 
     async def add_host(self, name: str, iqn: str) -> Host:
         await self.check_iqn_free(iqn, None)
@@ -295,16 +309,30 @@ class Store:
     async def secret(self, uuid: str) -> str:
         return (await self._get(Secret, uuid)).value
 
+    async def copy_secrets(self, device_config: dict[str, Any]) -> dict[str, Any]:
+        """``device_config`` with a new secret row for each ``*_secret`` reference (every PBD holds its own
+        copy of the SR's secrets, still encrypted)."""
+        out = dict(device_config)
+        for key, value in device_config.items():
+            if key.endswith("_secret"):
+                out[key] = await self.put_secret(await self.secret(value))
+        return out
+
     # --- messages --------------------------------------------------------------------------------------
 
     async def add_message(self, name: str, priority: int, obj_class: str, obj_uuid: str, body: dict[str, Any],
                           text_: str) -> Message:
+        """A message stamped with the store's clock, so that every host's messages sort together."""
         return await self._add(Message(uuid=new_uuid(), name=name, priority=priority, obj_class=obj_class,
-                                       obj_uuid=obj_uuid, timestamp=time.time(), body=body, text=text_,
+                                       obj_uuid=obj_uuid, timestamp=await self.now(), body=body, text=text_,
                                        acknowledged=False, other_config={}))
 
-    async def messages(self, *, since: float = 0.0) -> list[Message]:
-        return sorted(await self._all(Message, Message.timestamp >= since), key=lambda m: m.timestamp)
+    async def messages(self, *, since: float = 0.0, priority: int | None = None,
+                       name: str | None = None) -> list[Message]:
+        """Messages from ``since`` on, oldest first; ``priority``: at most that number (1 is the most urgent)."""
+        where = [Message.timestamp >= since] + ([Message.priority <= priority] if priority is not None else []) + (
+            [Message.name == name] if name else [])
+        return sorted(await self._all(Message, *where), key=lambda m: (m.timestamp, m.uuid))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
