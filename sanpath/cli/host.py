@@ -1,4 +1,5 @@
-"""``sanpath host serve|list|show|set-iqn``: the host daemon, and the hosts of the pool."""
+"""``sanpath host serve|list|show|set-iqn|maintenance|set-multipathing``: the host daemon, and the hosts of
+the pool."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import click
 from ..mgmt.client import ApiClient, api_option, emit, format_option, run
 
 HOST_COLUMNS = [("NAME", lambda h: h["name_label"]), ("UUID", lambda h: h["uuid"]), ("IQN", lambda h: h["iqn"]),
-                ("ENABLED", lambda h: h["enabled"]), ("MULTIPATHING", lambda h: h["multipathing"]),
+                ("ENABLED", lambda h: h["enabled"]), ("MAINTENANCE", lambda h: h["maintenance_mode"]),
+                ("MULTIPATHING", lambda h: h["multipathing"]),
                 ("HANDLER", lambda h: h["multipath_handle"]), ("LIVE", lambda h: h["live"])]
 
 
@@ -43,7 +45,7 @@ def serve(**kw: Any) -> None:
 @api_option
 @format_option("table", "json")
 def list_hosts(api: str | None, fmt: str) -> None:
-    """The hosts of the pool: name, uuid, IQN, enabled, multipathing, handler, live."""
+    """The hosts of the pool: name, uuid, IQN, enabled, maintenance mode, multipathing, handler, live."""
     run("host list", lambda: emit(ApiClient(api).call("GET", "/hosts"), fmt, HOST_COLUMNS))
 
 
@@ -75,3 +77,53 @@ def set_iqn(iqn: str, ref: str | None, api: str | None, fmt: str) -> None:
 
     run("host set-iqn", go)
 
+
+
+def _target(client: ApiClient, ref: str | None) -> str:
+    return ref or str(client.call("GET", "/self")["uuid"])
+
+
+@host.command("maintenance")
+@click.argument("mode", type=click.Choice(["enter", "exit"]))
+@click.option("--host", "ref", help="The host (default: the daemon's own).")
+@click.option("--force", is_flag=True, help="Drain the NBD clients' requests in flight and disconnect them.")
+@click.option("--timeout", type=float, default=120.0, show_default=True,
+              help="Seconds to wait for the NBD clients to leave (then the host is enabled again).")
+@api_option
+@format_option("table", "json")
+def maintenance(mode: str, ref: str | None, force: bool, timeout: float, api: str | None, fmt: str) -> None:
+    """Enter maintenance mode (disable the host: no new plugs, no new NBD clients; wait for its clients to
+    leave) or exit it."""
+
+    def go() -> None:
+        client = ApiClient(api, timeout=timeout + 60)
+        target = _target(client, ref)
+        if mode == "enter" and fmt == "table":
+            click.echo(f"entering maintenance mode: waiting up to {timeout:g} s for the NBD clients"
+                       f"{' (draining them)' if force else ''}...", err=True)
+        emit(client.call("POST", f"/hosts/{target}/maintenance",
+                         body={"mode": mode, "force": force, "timeout": timeout}), fmt, HOST_COLUMNS)
+
+    run(f"host maintenance {mode}", go)
+
+
+@host.command("set-multipathing")
+@click.argument("state", type=click.Choice(["on", "off"]))
+@click.option("--handler", type=click.Choice(["dmp", "rdac"]), help="dmp (DM-MP) or rdac (MPP RDAC, for LSI "
+              "arrays); default: unchanged.")
+@click.option("--host", "ref", help="The host (default: the daemon's own).")
+@api_option
+@format_option("table", "json")
+def set_multipathing(state: str, handler: str | None, ref: str | None, api: str | None, fmt: str) -> None:
+    """Change the host's multipathing, in maintenance mode only: its plugged PBDs are unplugged, the
+    setting changed, and exactly those PBDs replugged (multihomed when multipathing is on)."""
+
+    def go() -> None:
+        client = ApiClient(api)
+        result = client.call("POST", f"/hosts/{_target(client, ref)}/multipathing",
+                             body={"enabled": state == "on", "handler": handler})
+        emit(result, fmt, [("HOST", lambda r: r["name_label"]), ("MULTIPATHING", lambda r: r["multipathing"]),
+                           ("HANDLER", lambda r: r["multipath_handle"]),
+                           ("REPLUGGED", lambda r: ",".join(r["replugged"]) or "-")])
+
+    run("host set-multipathing", go)

@@ -7,6 +7,7 @@ import logging
 import click
 
 from .. import __version__
+from .alerts import alerts
 from .attach import attach, status
 from .demo import demo
 from .host import host
@@ -17,6 +18,7 @@ from .pif import pif
 from .pool import pool
 from .sr import sr
 from .target import target
+from .xe import xe
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,6 +35,8 @@ cli.add_command(attach)
 cli.add_command(status)
 cli.add_command(target)
 cli.add_command(lab)
+cli.add_command(alerts)
+cli.add_command(xe)
 for _group in (pool, host, pif, sr, pbd):
     cli.add_command(_group)
 for _command in INITIATOR_COMMANDS:

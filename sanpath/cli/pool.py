@@ -1,4 +1,5 @@
-"""``sanpath pool create``: a pool in a store (SQLite or PostgreSQL) and its key file (mode 0600)."""
+"""``sanpath pool create|set-multipathing|set-alert-period``: a pool in a store (SQLite or PostgreSQL) and
+its key file (mode 0600); the pool-wide settings."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 
 import click
 
-from ..mgmt.client import run
+from ..mgmt.client import ApiClient, api_option, emit, format_option, run
 from ..mgmt.errors import XenError
 
 
@@ -46,3 +47,44 @@ def create(db: str | None, key_file: str, name_label: str, fmt: str) -> None:
         click.echo(json.dumps(result) if fmt == "json" else result["uuid"])
 
     run("pool create", go)
+
+
+@pool.command("set-multipathing")
+@click.argument("state", type=click.Choice(["on", "off"]))
+@click.option("--handler", type=click.Choice(["dmp", "rdac"]), help="dmp or rdac; default: each host's own.")
+@click.option("--force", is_flag=True, help="Drain and disconnect each host's NBD clients when it enters "
+              "maintenance mode.")
+@click.option("--timeout", type=float, default=120.0, show_default=True,
+              help="Seconds each host waits for its NBD clients to leave.")
+@api_option
+@format_option("table", "json")
+def set_multipathing(state: str, handler: str | None, force: bool, timeout: float, api: str | None,
+                     fmt: str) -> None:
+    """The rolling change: one host at a time into maintenance mode, changed, out again; stops at the
+    first failure (that host stays as the error says)."""
+
+    def go() -> None:
+        result: object = None
+        for line in ApiClient(api).lines("POST", "/pool/multipathing", body={
+                "enabled": state == "on", "handler": handler, "force": force, "timeout": timeout}):
+            step = json.loads(line)
+            if "error" in step:
+                raise XenError.from_json(step)
+            if "result" in step:
+                result = step["result"]
+            elif fmt == "table":
+                click.echo(f"{step['host']}: {step['step']}", err=True)
+        emit(result, fmt, [("HOST", lambda r: r["name_label"]), ("MULTIPATHING", lambda r: r["multipathing"]),
+                           ("HANDLER", lambda r: r["multipath_handle"]),
+                           ("REPLUGGED", lambda r: ",".join(r["replugged"]) or "-")])
+
+    run("pool set-multipathing", go)
+
+
+@pool.command("set-alert-period")
+@click.argument("seconds", type=click.FloatRange(1, 86400))
+@api_option
+def set_alert_period(seconds: float, api: str | None) -> None:
+    """How often MULTIPATH_PERIODIC_ALERT repeats while a path is missing (default 120 s)."""
+    run("pool set-alert-period", lambda: ApiClient(api).call(
+        "POST", "/pool/other_config", body={"multipath_alert_period": seconds}) and None)

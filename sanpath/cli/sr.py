@@ -94,17 +94,22 @@ def probe(iqn: str | None, scsi_id: str | None, api: str | None, fmt: str, **kw:
 @click.option("--scsi-id", required=True, help="The LUN (sanpath sr probe --iqn IQN lists them).")
 @click.option("--multihomed", type=click.Choice(["auto", "true", "false"]), default="auto", show_default=True,
               help="Log in to every portal (auto: when the host's multipathing is on).")
+@click.option("--strict", is_flag=True, help="Refuse, rather than warn, when multipathing is not the same on "
+              "every host of the pool.")
 @api_option
 @format_option("table", "json")
-def create(name_label: str, iqn: str, scsi_id: str, multihomed: str, api: str | None, fmt: str, **kw: Any) -> None:
+def create(name_label: str, iqn: str, scsi_id: str, multihomed: str, strict: bool, api: str | None, fmt: str,
+           **kw: Any) -> None:
     """Create the SR, make a PBD on every host of the pool and plug it; prints the SR's uuid."""
 
     def go() -> None:
         result = ApiClient(api).call("POST", "/srs", body={**_body(kw, iqn, scsi_id), "name_label": name_label,
-                                                           "multihomed": multihomed})
+                                                           "multihomed": multihomed, "strict": strict})
         if fmt == "json":
             emit(result, fmt)
             return
+        for warning in result["warnings"]:
+            click.echo(f"warning: {warning}", err=True)
         click.echo(result["uuid"])
         for p in result["pbds"]:
             if p["error"]:

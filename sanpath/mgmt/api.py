@@ -256,6 +256,7 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, token: str | None = Non
             raise XenError("POOL_NOT_INITIALISED", "this store holds no pool")
         pool = await store.update_pool(other_config={**pool.other_config,
                                                      alerts.PERIOD_KEY: str(body.multipath_alert_period)})
+        daemon.alerts.period = body.multipath_alert_period  # this host now; the others with their heartbeat
         return {"uuid": pool.uuid, "other_config": pool.other_config}
 
     @app.post("/hosts/{ref}/iqn")

@@ -8,7 +8,8 @@ import json
 import os
 import ssl
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import click
@@ -46,9 +47,37 @@ class ApiClient:
 
     def call(self, method: str, path: str, *, body: dict[str, Any] | None = None,
              params: dict[str, Any] | None = None) -> Any:
+        with self._errors(method, path):
+            r = self.client.request(method, path, json=body, params=_given(params))
+        return self._answer(r, path)
+
+    def lines(self, method: str, path: str, *, body: dict[str, Any] | None = None,
+              params: dict[str, Any] | None = None) -> Iterator[str]:
+        """A streamed answer, line by line, as it comes (no read timeout: the daemon sends as it works)."""
+        with self._errors(method, path), self.client.stream(method, path, json=body, params=_given(params),
+                                                            timeout=httpx.Timeout(30.0, read=None)) as r:
+            if r.status_code >= 400:
+                r.read()
+                self._answer(r, path)
+            yield from r.iter_lines()
+
+    def events(self, path: str, params: dict[str, Any] | None = None) -> Iterator[tuple[str, Any]]:
+        """Server-sent events: (event, data parsed as JSON) for each one."""
+        event, data = "message", list[str]()
+        for line in self.lines("GET", path, params=params):
+            if not line:
+                if data:
+                    yield event, json.loads("\n".join(data))
+                event, data = "message", list[str]()
+            elif line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip())
+
+    @contextmanager
+    def _errors(self, method: str, path: str) -> Iterator[None]:
         try:
-            r = self.client.request(method, path, json=body, params={k: v for k, v in (params or {}).items()
-                                                                     if v is not None})
+            yield
         except httpx.TimeoutException:
             raise XenError("TIMEOUT", f"the host daemon at {self.api} did not answer {method} {path} in time",
                            self.api, advice="The request may still be carried out: look with sanpath pbd list "
@@ -56,6 +85,8 @@ class ApiClient:
         except httpx.TransportError as e:
             raise XenError("ISCSIQueryDaemon", f"cannot reach the host daemon at {self.api}: {e}", self.api,
                            advice="Start it (sanpath host serve), or point --api / $SANPATH_API at it.") from None
+
+    def _answer(self, r: httpx.Response, path: str) -> Any:
         try:
             data = r.json()
         except ValueError:
@@ -65,6 +96,10 @@ class ApiClient:
                 raise XenError.from_json(data)
             raise XenError("MultipathGenericFailure", f"HTTP {r.status_code} from {self.api}{path}: {r.text[:300]}")
         return data
+
+
+def _given(params: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (params or {}).items() if v is not None}
 
 
 def fail(command: str, e: XenError) -> NoReturn:

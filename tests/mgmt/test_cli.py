@@ -29,7 +29,7 @@ def test_the_workflow_from_the_command_line(tmp_path: Path) -> None:
         hosts = json.loads(sanpath(d, "host", "list", "--format", "json").stdout)
         assert [(h["name_label"], h["live"], h["multipath_handle"]) for h in hosts] == [("cli-host", True, "dmp")]
         table = sanpath(d, "host", "show").stdout.splitlines()
-        assert table[0].split() == ["NAME", "UUID", "IQN", "ENABLED", "MULTIPATHING", "HANDLER", "LIVE"]
+        assert table[0].split() == ["NAME", "UUID", "IQN", "ENABLED", "MAINTENANCE", "MULTIPATHING", "HANDLER", "LIVE"]
         assert table[1].split()[0] == "cli-host" and table[1].split()[2] == d.iqn
 
         bad = sanpath(d, "pif", "set-purpose", "nosuch0", "storage")
