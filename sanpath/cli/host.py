@@ -27,12 +27,10 @@ def host() -> None:
 @click.option("--name", help="This host's name in the pool (default: the hostname).")
 @click.option("--api", metavar="unix:PATH", help="The API's unix socket (default /run/sanpath/api.sock as root, "
               "else $XDG_RUNTIME_DIR/sanpath/api.sock).")
-@click.option("--api-tcp", metavar="ADDR:PORT", help="Also serve the API over TCP (needs TLS; a bearer token is "
-              "required, read from --token-file, made on first use).")
+@click.option("--api-tcp", metavar="ADDR:PORT", help="Also serve the API over TCP (needs TLS; every request needs "
+              "a bearer token: sanpath pool token-create NAME makes one).")
 @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True))
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True))
-@click.option("--token-file", type=click.Path(dir_okay=False), help="The API token for TCP clients "
-              "(default: api.token in the state directory).")
 def serve(**kw: Any) -> None:
     """Run the host daemon in the foreground until SIGTERM: it keeps this host's plugged PBDs attached."""
     from ..mgmt.serve import ServeOptions

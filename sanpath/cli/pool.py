@@ -1,10 +1,14 @@
-"""``sanpath pool create|set-multipathing|set-alert-period``: a pool in a store (SQLite or PostgreSQL) and
-its key file (mode 0600); the pool-wide settings."""
+"""``sanpath pool create|dump|restore|set-multipathing|set-alert-period|token-*``: a pool in a store (SQLite
+or PostgreSQL) and its key file (mode 0600); a dump of every row and its restore; the pool-wide
+settings; the API's bearer tokens."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -17,9 +21,27 @@ def pool() -> None:
     """The pool: the store every host of it shares, and the key of its secrets."""
 
 
+T = TypeVar("T")
+db_option = click.option("--db", metavar="URL", help="SQLAlchemy URL of the store (default: SQLite in the state "
+                         "directory); postgresql+asyncpg://USER@/DB?host=/run/postgresql for a pool of several hosts.")
+
+
+def _with_store(db: str | None, work: Callable[[Any], Awaitable[T]]) -> T:
+    from ..mgmt import places
+    from ..mgmt.store import Store
+
+    async def go() -> T:
+        store = await Store.open(db or places.default_db())
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
 @pool.command("create")
-@click.option("--db", metavar="URL", help="SQLAlchemy URL of the store (default: SQLite in the state directory); "
-              "postgresql+asyncpg://USER@/DB?host=/run/postgresql for a pool of several hosts.")
+@db_option
 @click.option("--key-file", required=True, type=click.Path(dir_okay=False),
               help="Where to write the new pool key (mode 0600). Give it to every host: --pool-key FILE.")
 @click.option("--name", "name_label", default="sanpath pool", show_default=True)
@@ -88,3 +110,64 @@ def set_alert_period(seconds: float, api: str | None) -> None:
     """How often MULTIPATH_PERIODIC_ALERT repeats while a path is missing (default 120 s)."""
     run("pool set-alert-period", lambda: ApiClient(api).call(
         "POST", "/pool/other_config", body={"multipath_alert_period": seconds}) and None)
+
+
+@pool.command("dump")
+@db_option
+def dump(db: str | None) -> None:
+    """Every row of the pool's store as JSON on stdout (secrets stay encrypted with the pool key, API
+    tokens stay digests): sanpath pool dump > FILE."""
+
+    def go() -> None:
+        data = _with_store(db, lambda store: store.dump())
+        json.dump(data, sys.stdout, indent=1, sort_keys=True)
+        sys.stdout.write("\n")
+        rows = sum(len(v) for v in data["tables"].values())
+        click.echo(f"dumped {rows} rows of {len(data['tables'])} tables", err=True)
+
+    run("pool dump", go)
+
+
+@pool.command("restore")
+@click.argument("file", type=click.File("r"))
+@db_option
+def restore(file: Any, db: str | None) -> None:
+    """Load a dump into an empty store (all rows or none). Stop the pool's daemons first; start them again
+    on the restored store with the same pool key."""
+
+    def go() -> None:
+        try:
+            data = json.load(file)
+        except ValueError as e:
+            raise XenError("VALUE_INVALID", f"{file.name} is not JSON: {e}", file.name) from None
+        counts = _with_store(db, lambda store: store.restore(data))
+        click.echo(", ".join(f"{n} {table}" for table, n in counts.items()))
+
+    run("pool restore", go)
+
+
+@pool.command("token-create")
+@click.argument("name")
+@api_option
+def token_create(name: str, api: str | None) -> None:
+    """Make a bearer token for the API over TCP and print it, this once (the pool keeps only its SHA-256
+    digest). Only over the daemon's unix socket."""
+    run("pool token-create", lambda: click.echo(ApiClient(api).call("POST", "/tokens", body={"name_label": name})
+                                                ["token"]))
+
+
+@pool.command("token-list")
+@api_option
+@format_option("table", "json")
+def token_list(api: str | None, fmt: str) -> None:
+    """The API tokens by name (never the tokens)."""
+    run("pool token-list", lambda: emit(ApiClient(api).call("GET", "/tokens"), fmt,
+                                        [("NAME", lambda t: t["name_label"]), ("UUID", lambda t: t["uuid"])]))
+
+
+@pool.command("token-delete")
+@click.argument("ref")
+@api_option
+def token_delete(ref: str, api: str | None) -> None:
+    """Delete an API token (by name or uuid); TCP clients using it are refused from then on (within 30 s)."""
+    run("pool token-delete", lambda: ApiClient(api).call("DELETE", f"/tokens/{ref}") and None)

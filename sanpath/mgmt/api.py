@@ -5,13 +5,14 @@ out; errors as ``{"error", "code", "params", "message", "advice"}`` with XenServ
 sr probe/create) and never come out: every device-config shown has its secrets masked.
 
 Served on a root-only unix socket with no token, and on TCP only with TLS and a bearer token (the same
-app, built with ``token`` set)."""
+app, built with ``tcp``): the store keeps the tokens' SHA-256 digests only, and the tokens are made and
+deleted over the unix socket alone."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
@@ -27,10 +28,12 @@ from .daemon import HostDaemon
 from .errors import XenError
 from .maintenance import EVACUATE_TIMEOUT, HostOps, in_maintenance
 from .store.model import PBD, PIF, SR, Host, Message
+from .store.store import token_digest
 from .workflow import Chap, TargetSpec, Workflow, live
 
 EVENTS_POLL = 0.2  # seconds between looks for new messages while an /events client listens
 EVENTS_KEEPALIVE = 15.0
+TOKEN_CACHE = 30.0  # seconds a token found in the store is taken without asking it again
 EVENTS_LOOKBACK = 5.0  # seconds: a message stamped a little before the newest one sent is still sent
 
 MASK = "******"
@@ -86,6 +89,10 @@ class PoolConfigBody(BaseModel):
     multipath_alert_period: float = Field(..., ge=1, le=86400)
 
 
+class TokenBody(BaseModel):
+    name_label: str = Field(..., min_length=1, max_length=255)
+
+
 class IqnBody(BaseModel):
     iqn: str = Field(..., max_length=223)
 
@@ -131,7 +138,7 @@ def message_json(m: Message) -> dict[str, Any]:
             "timestamp": m.timestamp, "body": m.body, "text": m.text, "acknowledged": m.acknowledged}
 
 
-def build_app(daemon: HostDaemon, workflow: Workflow, *, token: str | None = None) -> FastAPI:
+def build_app(daemon: HostDaemon, workflow: Workflow, *, tcp: bool = False) -> FastAPI:
     app = FastAPI(title="sanpath host daemon", version=__version__,
                   description="The management plane of one sanpath host: pool, hosts, PIFs, SRs, PBDs.")
     store = workflow.store
@@ -154,14 +161,40 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, token: str | None = Non
         detail = "; ".join(f"{'.'.join(str(x) for x in err.get('loc', ()))}: {err.get('msg')}" for err in e.errors())
         return JSONResponse(XenError("VALUE_INVALID", detail or "bad request").to_json(), status_code=400)
 
-    if token is not None:
+    if tcp:
+        known: dict[str, float] = {}  # token digest -> until when it is taken as known
+
         @app.middleware("http")
         async def _auth(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
             given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            token = given[7:] if given.startswith("Bearer ") else ""
+            digest = token_digest(token)
+            now = time.monotonic()
+            if token and known.get(digest, 0.0) < now:
+                try:
+                    if await store.token_known(token):
+                        known[digest] = now + TOKEN_CACHE
+                except SQLAlchemyError as e:
+                    return JSONResponse(store_unreachable(e).to_json(), status_code=503)
+            if not token or known.get(digest, 0.0) < now:
                 return JSONResponse(XenError("UNAUTHORIZED", "a bearer token is needed over TCP").to_json(),
                                     status_code=401, headers={"WWW-Authenticate": "Bearer"})
             return await call_next(request)
+    else:
+        @app.post("/tokens")
+        async def create_token(body: TokenBody) -> dict[str, Any]:
+            """A bearer token for the API over TCP, shown this once (the store keeps its digest)."""
+            row, token = await store.create_token(body.name_label)
+            return {"uuid": row.uuid, "name_label": row.name_label, "created": row.created, "token": token}
+
+        @app.get("/tokens")
+        async def list_tokens() -> list[dict[str, Any]]:
+            return [{"uuid": t.uuid, "name_label": t.name_label, "created": t.created} for t in await store.tokens()]
+
+        @app.delete("/tokens/{ref}")
+        async def delete_token(ref: str) -> dict[str, Any]:
+            await store.delete_token(ref)
+            return {"deleted": ref}
 
     async def this_host() -> Host:
         return await store.host(daemon.host.uuid)

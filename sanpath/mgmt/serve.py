@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import fcntl
 import os
-import secrets
 import signal
 import socket
 import ssl
@@ -46,7 +45,6 @@ class ServeOptions:
     api_tcp: str | None = None  # ADDR:PORT
     tls_cert: str | None = None
     tls_key: str | None = None
-    token_file: str | None = None
 
 
 async def open_pool(db: str | None, key_path: str | None) -> tuple[Store, PoolKey]:
@@ -111,24 +109,6 @@ def _tcp(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _token(path: str) -> str:
-    """The TCP clients' bearer token, made on first use (mode 0600)."""
-    try:
-        if os.path.exists(path):
-            with open(path) as f:
-                token = f.read().strip()
-            if not token:
-                raise XenError("VALUE_INVALID", f"the token file {path} is empty", path)
-            return token
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        token = secrets.token_urlsafe(32)
-        with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
-        return token
-    except OSError as e:
-        raise XenError("VALUE_INVALID", f"--token-file {path}: {e.strerror}", path) from None
-
-
 async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     api = opts.api or places.default_api()
     socket_path = _unix_path(api)
@@ -149,8 +129,7 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
         await daemon.start()
         servers = [await _serve_unix(build_app(daemon, workflow), socket_path)]
         if tcp_address is not None and opts.tls_cert and opts.tls_key:
-            token = _token(opts.token_file or os.path.join(places.state_dir(), "api.token"))
-            servers.append(await _serve_tcp(build_app(daemon, workflow, token=token), *tcp_address,
+            servers.append(await _serve_tcp(build_app(daemon, workflow, tcp=True), *tcp_address,
                                             opts.tls_cert, opts.tls_key))
         tcp = f" api-tcp https://{opts.api_tcp}" if opts.api_tcp else ""
         print(f"sanpath host serve ready: host {host.name_label} ({host.uuid}) iqn {host.iqn} api {api}{tcp}",

@@ -47,7 +47,7 @@ def short_dir(prefix: str) -> str:
 
 @asynccontextmanager
 async def running_plane(url: str, *, name: str = "host1", iqn: str = "iqn.2026-12.com.example:host1",
-                        token: str | None = None, key: PoolKey | None = None) -> AsyncIterator[Plane]:
+                        key: PoolKey | None = None) -> AsyncIterator[Plane]:
     """One host; with ``key``, a host joining the pool that store holds already (it gets its PBDs)."""
     base = short_dir("sp-mgmt-")
     store = await Store.open(url)
@@ -62,7 +62,7 @@ async def running_plane(url: str, *, name: str = "host1", iqn: str = "iqn.2026-1
     if joining:
         await workflow.join(host)
     await daemon.start()
-    app = build_app(daemon, workflow, token=token)
+    app = build_app(daemon, workflow)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sanpath", timeout=120)
     try:
         yield Plane(store, key, host, supervisor, daemon, workflow, client, os.path.join(base, "run"))

@@ -280,19 +280,30 @@ class PostgresCluster:
             self._prepare()
             self._run([self._initdb, "-D", self.data_dir, "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
                        "--locale=C", "--no-sync"], as_server=True)
-            options = ["-c", "listen_addresses=", "-c", f"unix_socket_directories={self.socket_dir}",
-                       "-c", f"port={PORT}", "-c", "fsync=off", "-c", "synchronous_commit=off",
-                       "-c", "full_page_writes=off"]
-            # pg_ctl hands -o to /bin/sh, so quote it for the shell; -w waits until the server accepts
-            # connections (postmaster.pid says "ready"), bounded by -t
-            timeout = max(1, round(self.start_timeout))
-            self._run([self._pg_ctl, "start", "-D", self.data_dir, "-l", self.log_path, "-s", "-w",
-                       "-t", str(timeout), "-o", shlex.join(options)], as_server=True, timeout=timeout + 10)
+            self._launch()
         except BaseException:
             self.stop()
             raise
         self.startup_seconds = time.monotonic() - began
         return self
+
+    def _launch(self) -> None:
+        options = ["-c", "listen_addresses=", "-c", f"unix_socket_directories={self.socket_dir}",
+                   "-c", f"port={PORT}", "-c", "fsync=off", "-c", "synchronous_commit=off",
+                   "-c", "full_page_writes=off"]
+        # pg_ctl hands -o to /bin/sh, so quote it for the shell; -w waits until the server accepts
+        # connections (postmaster.pid says "ready"), bounded by -t
+        timeout = max(1, round(self.start_timeout))
+        self._run([self._pg_ctl, "start", "-D", self.data_dir, "-l", self.log_path, "-s", "-w",
+                   "-t", str(timeout), "-o", shlex.join(options)], as_server=True, timeout=timeout + 10)
+
+    def halt(self) -> None:
+        """Stop the server and keep its data: an outage, ended by ``resume``."""
+        self._run([self._pg_ctl, "stop", "-D", self.data_dir, "-m", "fast", "-s", "-w", "-t", "30"], as_server=True,
+                  timeout=40)
+
+    def resume(self) -> None:
+        self._launch()
 
     def stop(self) -> None:
         """Stop the server (immediate mode, then SIGKILL for anything left) and remove the directory."""

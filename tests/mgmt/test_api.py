@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import os
+import json
 import socket
 import ssl
 from collections.abc import Iterator
@@ -64,8 +64,8 @@ def tcp_daemon(store_url: str, tmp_path: Path) -> Iterator[Tcp]:
         asyncio.run(make_pool())
         args += ["--db", store_url, "--pool-key", str(tmp_path / "pool.key")]
     with serve_daemon(*args, "--name", "api-host") as d:
-        with open(os.path.join(d.state_dir, "api.token")) as f:
-            token = f.read().strip()
+        token = d.call("POST", "/tokens", {"name_label": "schemathesis"})["token"]
+        assert token not in json.dumps(d.call("GET", "/tokens"))
         yield Tcp(d, f"https://127.0.0.1:{port}", cert, token)
 
 

@@ -1,10 +1,14 @@
 """The pool store on SQLite and on PostgreSQL: migrations from an empty store, the rows' rules
-(uniqueness that racing requests cannot break), PIF sync, secrets, and the pool key."""
+(uniqueness that racing requests cannot break), PIF sync, secrets, the pool key, and a dump restored
+into a wiped store."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -140,3 +144,64 @@ async def test_plug_requests_never_merge_and_a_stale_settle_is_dropped(store_url
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_a_pool_dumped_and_restored_into_a_wiped_store_has_equal_records(store_url: str,
+                                                                                tmp_path: Path) -> None:
+    store = await Store.open(store_url)
+    try:
+        key = PoolKey.create(str(tmp_path / "pool.key"))
+        await store.create_pool("dumped", key)
+        h = await store.add_host("h1", "iqn.2026-12.com.example:h1")
+        await store.sync_pifs(h.uuid, [{"device": "eth1", "mac": "02:00:00:00:00:01", "mtu": 9000, "carrier": True,
+                                        "kind": "", "master": "", "addresses": ["198.18.1.10/24"]}])
+        await store.set_pif_purpose(h.uuid, "eth1", "storage")
+        secret = await store.put_secret(key.encrypt(b"chap-secret"))
+        sr = await store.create_sr("sr", "36001405dd", {"target": "198.18.1.1"}, {"portals": [["198.18.1.1", 3260,
+                                                                                                "iqn.x:y"]]})
+        pbd = await store.create_pbd(sr.uuid, h.uuid, {"chappassword_secret": secret})
+        await store.request_plug(pbd.uuid, True)
+        await store.add_message("MULTIPATH_PERIODIC_ALERT", 3, "pool", "p", {"current": 1, "max": 2}, "1 of 2")
+        _, token = await store.create_token("ops")
+        before = await store.dump()
+    finally:
+        await store.close()
+    assert {t: len(rows) for t, rows in before["tables"].items()} == {
+        "pool": 1, "host": 1, "pif": 1, "sr": 1, "pbd": 1, "secret": 1, "message": 1, "api_token": 1}
+    text = json.dumps(before)
+    assert "chap-secret" not in text and token not in text  # encrypted, and a digest
+
+    dump_file = tmp_path / "pool.json"
+    out = subprocess.run([sys.executable, "-m", "sanpath", "pool", "dump", "--db", store_url], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    dump_file.write_text(out.stdout)
+    assert json.loads(out.stdout) == json.loads(json.dumps(before))
+    wiped = await _wipe(store_url)
+    loaded = subprocess.run([sys.executable, "-m", "sanpath", "pool", "restore", str(dump_file), "--db", store_url],
+                             capture_output=True, text=True, timeout=60)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "1 pool, 1 host, 1 pif, 1 sr, 1 pbd, 1 secret, 1 message, 1 api_token" in loaded.stdout
+    again = subprocess.run([sys.executable, "-m", "sanpath", "pool", "restore", str(dump_file), "--db", store_url],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "holds pool dumped" in again.stderr and "empty store" in again.stderr
+    restored = await Store.open(store_url)
+    try:
+        assert json.loads(json.dumps(await restored.dump())) == json.loads(json.dumps(before))
+        assert await restored.token_known(token)
+        assert key.decrypt(await restored.secret(secret)) == b"chap-secret"
+    finally:
+        await restored.close()
+    assert wiped
+
+
+async def _wipe(url: str) -> bool:
+    """Every row gone (the schema stays): the store as a fresh one."""
+    store = await Store.open(url)
+    try:
+        async with store.engine.begin() as conn:
+            for table in reversed(Base.metadata.sorted_tables):
+                await conn.execute(table.delete())
+        return (await store.dump())["tables"] == {t: [] for t in (await store.dump())["tables"]}
+    finally:
+        await store.close()

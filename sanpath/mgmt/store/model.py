@@ -1,6 +1,7 @@
-"""The pool's tables, named after XenServer's objects: pool, host, PIF, SR, PBD, secret, message. Every row
-has a uuid and an ``other_config`` map. Rows change only through ``Store`` (store.py); the schema itself
-changes only through the Alembic migrations beside this file, which must create exactly these tables."""
+"""The pool's tables, named after XenServer's objects: pool, host, PIF, SR, PBD, secret, message (and the
+API's token digests). Every row has a uuid and an ``other_config`` map. Rows change only through
+``Store`` (store.py); the schema itself changes only through the Alembic migrations beside this file,
+which must create exactly these tables."""
 
 from __future__ import annotations
 
@@ -103,4 +104,16 @@ class Message(Base):
     body: Mapped[dict[str, Any]] = mapped_column(default=dict)
     text: Mapped[str] = mapped_column(Text, default="")
     acknowledged: Mapped[bool] = mapped_column(Boolean, default=False)
+    other_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ApiToken(Base):
+    """A bearer token of the API over TCP, kept only as its SHA-256 digest (a token is 32 random bytes, so
+    a plain digest cannot be guessed back); the token itself is shown once, when it is made."""
+
+    __tablename__ = "api_token"
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    name_label: Mapped[str] = mapped_column(String(255), unique=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created: Mapped[float] = mapped_column(Float)
     other_config: Mapped[dict[str, Any]] = mapped_column(default=dict)

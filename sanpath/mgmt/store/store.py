@@ -5,7 +5,9 @@ IQNs) is enforced by the schema, so two racing requests cannot both win on eithe
 
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets
 import time
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -19,12 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from ..errors import XenError
 from ..poolkey import PoolKey
-from .model import PBD, PIF, SR, Base, Host, Message, Pool, Secret, new_uuid
+from .model import PBD, PIF, SR, ApiToken, Base, Host, Message, Pool, Secret, new_uuid
 
 T = TypeVar("T", bound=Base)
 _MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 CONNECT_TIMEOUT = 5.0  # seconds (PostgreSQL)
 COMMAND_TIMEOUT = 30.0
+DUMP_FORMAT = "sanpath-pool-dump"
+DUMP_VERSION = 1
+_TABLES = (Pool, Host, PIF, SR, PBD, Secret, Message, ApiToken)  # parents before children
 _MIGRATION_LOCK = 0x5A4E5041  # PostgreSQL advisory lock held while one daemon migrates
 
 
@@ -333,6 +338,80 @@ class Store:
         where = [Message.timestamp >= since] + ([Message.priority <= priority] if priority is not None else []) + (
             [Message.name == name] if name else [])
         return sorted(await self._all(Message, *where), key=lambda m: (m.timestamp, m.uuid))
+
+
+    # --- API tokens ------------------------------------------------------------------------------------
+
+    async def create_token(self, name: str) -> tuple[ApiToken, str]:
+        """A new token: its row (the digest only) and the token itself, which is never kept."""
+        token = secrets.token_urlsafe(32)
+        try:
+            row = await self._add(ApiToken(uuid=new_uuid(), name_label=name, digest=token_digest(token),
+                                           created=await self.now(), other_config={}))
+        except IntegrityError:
+            raise XenError("VALUE_INVALID", f"a token named {name!r} exists already", name,
+                           advice="Give another name, or delete that token first.") from None
+        return row, token
+
+    async def tokens(self) -> list[ApiToken]:
+        return sorted(await self._all(ApiToken), key=lambda t: t.name_label)
+
+    async def token_known(self, token: str) -> bool:
+        return bool(await self._all(ApiToken, ApiToken.digest == token_digest(token)))
+
+    async def delete_token(self, ref: str) -> None:
+        rows = [t for t in await self.tokens() if ref in (t.uuid, t.name_label)]
+        if not rows:
+            raise XenError("HANDLE_INVALID", f"no API token named or with uuid {ref!r}", "api_token", ref)
+        await self._delete(ApiToken, rows[0].uuid)
+
+    # --- dump and restore --------------------------------------------------------------------------------
+
+    async def dump(self) -> dict[str, Any]:
+        """Every row of every table, as JSON-ready data (secrets stay encrypted, tokens stay digests)."""
+        tables: dict[str, list[dict[str, Any]]] = {}
+        async with self._session() as s:
+            for cls in _TABLES:
+                cols = [c.name for c in cls.__table__.columns]
+                rows = (await s.scalars(select(cls))).all()
+                tables[cls.__tablename__] = sorted(({c: getattr(r, c) for c in cols} for r in rows),
+                                                   key=lambda r: r["uuid"])
+        return {"format": DUMP_FORMAT, "version": DUMP_VERSION, "tables": tables}
+
+    async def restore(self, dump: dict[str, Any]) -> dict[str, int]:
+        """Load a dump into this store, which must hold no pool; all rows or none. Returns rows per table."""
+        if not isinstance(dump, dict) or dump.get("format") != DUMP_FORMAT:
+            raise XenError("VALUE_INVALID", "not a sanpath pool dump (no \"format\": \"sanpath-pool-dump\")",
+                           advice="Give a file written by sanpath pool dump.")
+        if dump.get("version") != DUMP_VERSION:
+            raise XenError("VALUE_INVALID", f"pool dump version {dump.get('version')!r}; this sanpath reads "
+                           f"version {DUMP_VERSION}", str(dump.get("version")))
+        if (existing := await self.pool()) is not None:
+            raise XenError("VALUE_INVALID", f"this store holds pool {existing.name_label} ({existing.uuid}) "
+                           "already; a dump is restored into an empty store", existing.uuid,
+                           advice="Give --db a new, empty store (or wipe this one first).")
+        tables = dump.get("tables") or {}
+        counts = {}
+        try:
+            async with self._session() as s, s.begin():
+                for cls in _TABLES:
+                    cols = {c.name for c in cls.__table__.columns}
+                    rows = tables.get(cls.__tablename__, [])
+                    for row in rows:
+                        if set(row) != cols:
+                            raise XenError("VALUE_INVALID", f"pool dump: a {cls.__tablename__} row has columns "
+                                           f"{sorted(row)}, expected {sorted(cols)}", cls.__tablename__)
+                        s.add(cls(**row))
+                    await s.flush()
+                    counts[cls.__tablename__] = len(rows)
+        except IntegrityError as e:
+            raise XenError("VALUE_INVALID", f"pool dump: rows break the schema's rules: {str(e.orig).splitlines()[0]}",
+                           advice="The dump is damaged; restore an intact one.") from None
+        return counts
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
