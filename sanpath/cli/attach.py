@@ -32,15 +32,25 @@ from .initiator import _opts, connection_options, fail, session_config
 @click.option("--control", "control_path", type=click.Path(dir_okay=False),
               help="Control socket for `sanpath status` (default: in $XDG_RUNTIME_DIR/sanpath).")
 @click.option("--read-only", is_flag=True, help="Export read-only.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True),
+              help="With --nbd tcp:...: require TLS (NBD_OPT_STARTTLS) with this x509 certificate. Needed for any "
+              "address that is not loopback.")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), help="The certificate's private key.")
+@click.option("--tls-ca", type=click.Path(dir_okay=False, exists=True),
+              help="Also require client certificates signed by this CA.")
 @connection_options
 def attach(targets: str, iqn: str, scsi_id: str | None, config_path: str | None, assignments: tuple[str, ...],
-           nbd: str, control_path: str | None, read_only: bool, **kw: Any) -> None:
+           nbd: str, control_path: str | None, read_only: bool, tls_cert: str | None, tls_key: str | None,
+           tls_ca: str | None, **kw: Any) -> None:
     """Log in to every path of a LUN, build its multipath device and export it over NBD until SIGTERM or
     Ctrl-C; then drain what is in flight, flush and log out. --source takes one address per storage NIC."""
-    from ..host.attach import AttachService, NbdEndpoint
+    from ..host.attach import AttachService, NbdEndpoint, tls_context
 
     opts = _opts(kw)
     try:
+        if bool(tls_cert) != bool(tls_key):
+            fail("attach", "--tls-cert and --tls-key go together", 2)
+        tls = tls_context(tls_cert, tls_key, tls_ca) if tls_cert and tls_key else None
         endpoint = NbdEndpoint.parse(nbd)
         spec = MultipathSpec.parse(targets, iqn, scsi_id, opts.source or "")
         policy = policy_source(config_path, list(assignments))
@@ -48,7 +58,7 @@ def attach(targets: str, iqn: str, scsi_id: str | None, config_path: str | None,
         fail("attach", str(e), 2)
     base = replace(session_config(opts, "", 3260, None), source=None)
     service = AttachService(spec, base, policy, endpoint, control_path or control.default_socket("attach"),
-                            read_only=read_only)
+                            read_only=read_only, tls=tls)
     try:
         asyncio.run(_run(service))
     except SanpathError as e:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,11 +49,25 @@ class NbdEndpoint:
                 return cls("tcp", host=host, port=int(port))
         raise ConfigError("--nbd", f"{text!r}: write unix:PATH or tcp:ADDR:PORT (e.g. tcp:127.0.0.1:10809)")
 
-    def uri(self, name: str) -> str:
+    def uri(self, name: str, *, tls: bool = False) -> str:
         if self.kind == "unix":
             return f"nbd+unix:///{name}?socket={self.path}"
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"nbd://{host}:{self.port}/{name}"
+        return f"{'nbds' if tls else 'nbd'}://{host}:{self.port}/{name}"
+
+
+def tls_context(cert: str, key: str, ca: str | None = None) -> ssl.SSLContext:
+    """The export's TLS: its certificate and key; with ``ca``, clients must show a certificate it signed."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+        if ca:
+            context.load_verify_locations(ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError("--tls-cert", f"cannot load the TLS certificate {cert} / key {key}"
+                          f"{f' / CA {ca}' if ca else ''}: {e}") from None
+    return context
 
 
 @dataclass
@@ -76,10 +91,12 @@ class ExportService:
     """A multipath device exported over NBD, with its checker loop, per-path throughput and a control
     socket answering ``status``; what builds the device is the subclass's (``start``)."""
 
-    def __init__(self, nbd: NbdEndpoint, control_path: str, *, read_only: bool = False) -> None:
+    def __init__(self, nbd: NbdEndpoint, control_path: str, *, read_only: bool = False,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.nbd = nbd
         self.control_path = control_path
         self.read_only = read_only
+        self.tls = tls
         self.pool = SessionPool()
         self.device: MultipathDevice | None = None
         self.monitor: PathMonitor | None = None
@@ -93,18 +110,21 @@ class ExportService:
         self.device = device
         self.monitor = PathMonitor(device, self.pool)
         self.monitor.start()
-        self.export = NbdServer(device, device.wwid, read_only=self.read_only)
+        self.export = NbdServer(device, device.wwid, read_only=self.read_only, tls=self.tls)
         if self.nbd.kind == "unix":
             await self.export.start_unix(self.nbd.path)
         else:
             self.nbd = NbdEndpoint("tcp", host=self.nbd.host, port=await self._start_tcp())
         await self.control.start()
         self.tasks.append(asyncio.get_running_loop().create_task(self._sample()))
-        return self.nbd.uri(device.wwid)
+        return self.nbd.uri(device.wwid, tls=self.tls is not None)
 
     async def _start_tcp(self) -> int:
         assert self.export is not None
-        bound = await self.export.start_tcp(self.nbd.host, self.nbd.port)
+        try:
+            bound = await self.export.start_tcp(self.nbd.host, self.nbd.port)
+        except ValueError as e:
+            raise ConfigError("--nbd", str(e)) from None
         return int(bound[1]) if isinstance(bound, tuple) else self.nbd.port
 
     async def _sample(self) -> None:
@@ -117,7 +137,7 @@ class ExportService:
         assert self.device is not None
         status = topology(self.device, events=events)
         status["throughput"] = self.throughput.rates
-        status["nbd"] = self.nbd.uri(self.device.wwid)
+        status["nbd"] = self.nbd.uri(self.device.wwid, tls=self.tls is not None)
         return status
 
     async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -152,8 +172,8 @@ class AttachService(ExportService):
     """``sanpath attach``: discover, log in to every portal, one device for the LUN."""
 
     def __init__(self, spec: MultipathSpec, base: SessionConfig, policy: PolicyFor, nbd: NbdEndpoint,
-                 control_path: str, *, read_only: bool = False) -> None:
-        super().__init__(nbd, control_path, read_only=read_only)
+                 control_path: str, *, read_only: bool = False, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(nbd, control_path, read_only=read_only, tls=tls)
         self.spec = spec
         self.base = base
         self.policy = policy

@@ -6,6 +6,12 @@ Stages (the table ``_NEXT``): FLAGS (greeting sent, waiting for the client flags
 haggling) -> TRANSMISSION (after NBD_OPT_GO or NBD_OPT_EXPORT_NAME) -> CLOSED (NBD_OPT_ABORT,
 NBD_CMD_DISC, or a violation). A (stage, input) pair not in the table is our own bug.
 
+TLS ("TLS support" in the protocol document): a server with TLS requires it (FORCEDTLS). Before
+NBD_OPT_STARTTLS every option but NBD_OPT_ABORT is answered NBD_REP_ERR_TLS_REQD (NBD_OPT_EXPORT_NAME,
+which cannot be refused with a reply, closes the connection); STARTTLS is acknowledged and the haggling
+goes on over TLS once the I/O side has made the handshake. A server without TLS refuses STARTTLS with
+NBD_REP_ERR_POLICY.
+
 Replies follow the NBD protocol document: "Option types", "Option reply types", the INFO extension
 (NBD_INFO_EXPORT is always sent, other information only when asked for), "Metadata querying"
 (``base:allocation`` is offered when the device reports allocation), "Error values".
@@ -71,12 +77,14 @@ class Next(Enum):
     """What the server does after sending an option's replies."""
 
     CONTINUE = "read the next option"
+    STARTTLS = "make the TLS handshake, then read the next option"
     TRANSMIT = "enter the transmission phase"
     CLOSE = "close the connection"
 
 
 _NEXT: dict[tuple[Stage, Next], Stage] = {
     (Stage.OPTIONS, Next.CONTINUE): Stage.OPTIONS,
+    (Stage.OPTIONS, Next.STARTTLS): Stage.OPTIONS,
     (Stage.OPTIONS, Next.TRANSMIT): Stage.TRANSMISSION,
     (Stage.OPTIONS, Next.CLOSE): Stage.CLOSED,
     (Stage.TRANSMISSION, Next.CLOSE): Stage.CLOSED,
@@ -102,8 +110,10 @@ class ServerHandshake:
 
     OFFERED = HandshakeFlag.FIXED_NEWSTYLE | HandshakeFlag.NO_ZEROES
 
-    def __init__(self, export: ExportInfo) -> None:
+    def __init__(self, export: ExportInfo, *, tls: bool = False) -> None:
         self.export = export
+        self.tls = tls  # the server has TLS, and so requires it
+        self.tls_started = False
         self.stage = Stage.FLAGS
         self.client_flags = ClientFlag(0)
         self.structured = False
@@ -144,7 +154,13 @@ class ServerHandshake:
         if self.stage is not Stage.OPTIONS:
             raise LocalProtocolError(f"an option arrived in {self.stage.value}")
         handler = _HANDLERS.get(option)
-        if handler is None:
+        if self.tls and not self.tls_started and option not in (Option.STARTTLS, Option.ABORT):
+            if option == Option.EXPORT_NAME:
+                result = OptionResult([], Next.CLOSE)
+            else:
+                result = self._error(option, Rep.ERR_TLS_REQD, "this export requires TLS: send NBD_OPT_STARTTLS "
+                                     "first (qemu: tls-creds; nbdinfo: nbds://)")
+        elif handler is None:
             name = Option(option).name if option in Option._value2member_map_ else f"{option}"
             result = self._error(option, Rep.ERR_UNSUP, f"option NBD_OPT_{name} is not supported by this server")
         else:
@@ -195,7 +211,15 @@ class ServerHandshake:
                             Next.CONTINUE)
 
     def _starttls(self, option: int, data: bytes) -> OptionResult:
-        return self._error(option, Rep.ERR_POLICY, "TLS is not offered; export over a unix socket or loopback")
+        if not self.tls:
+            return self._error(option, Rep.ERR_POLICY, "TLS is not offered on this export (a unix socket or "
+                               "loopback); connect without it")
+        if data:
+            raise OptionInvalid(f"NBD_OPT_STARTTLS carries no data, {len(data)} bytes were sent")
+        if self.tls_started:
+            raise OptionInvalid("TLS is on already")
+        self.tls_started = True
+        return OptionResult([codec.option_reply(option, Rep.ACK)], Next.STARTTLS)
 
     def _info(self, option: int, data: bytes) -> OptionResult:
         req = codec.parse_info_request(data)

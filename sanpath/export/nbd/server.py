@@ -16,16 +16,23 @@ Misbehaving clients cost their own connection at most: a wrong magic or an unkno
 closes it; an oversized request, an offset past the end, an unknown command or flag gets an error
 reply ("Error values"); a client that vanishes mid-request has its in-flight requests finish
 (a write is never torn off half-way) with their replies dropped. Other clients are never affected.
+
+TLS: given an ``ssl.SSLContext``, the server requires NBD_OPT_STARTTLS of every TCP client (its unix
+socket clients are local and need none), and a TCP listener on an address that is not loopback is
+refused without one: nothing leaves the host in clear.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import functools
+import ipaddress
 import itertools
 import logging
 import os
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -50,6 +57,13 @@ log = logging.getLogger(__name__)
 
 _MAX_EXTENTS = 1024  # descriptors in one BLOCK_STATUS reply (the client asks again for the rest)
 _conn_ids = itertools.count(1)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def error_value(exc: BaseException) -> Errno:
@@ -79,7 +93,8 @@ class NbdServer:
 
     def __init__(self, device: BlockDevice, name: str, *, read_only: bool = False, description: str = "",
                  max_payload: int = DEFAULT_MAX_PAYLOAD, max_in_flight: int = 64,
-                 max_buffered: int = 64 << 20, handshake_timeout: float = 30.0) -> None:
+                 max_buffered: int = 64 << 20, handshake_timeout: float = 30.0,
+                 tls: ssl.SSLContext | None = None) -> None:
         if max_payload % device.block_size:
             raise ValueError(f"max_payload {max_payload} is not a multiple of the block size {device.block_size}")
         self.device = ExportedDevice(device)
@@ -89,6 +104,7 @@ class NbdServer:
         self.max_in_flight = max_in_flight
         self.max_buffered = max(max_buffered, max_payload)
         self.handshake_timeout = handshake_timeout
+        self.tls = tls
         self._servers: list[asyncio.Server] = []
         self._unix_paths: list[str] = []
         self.connections: set[_Connection] = set()
@@ -96,8 +112,8 @@ class NbdServer:
         self.accepting = True  # new clients are let in (a host in maintenance mode refuses them)
         self.on_change: Callable[[], None] | None = None  # called when a client comes or goes
 
-    def _protocol(self) -> _Connection:
-        return _Connection(self)
+    def _protocol(self, tls: bool = False) -> _Connection:
+        return _Connection(self, tls=tls)
 
     async def start_unix(self, path: str | os.PathLike[str]) -> str:
         path = os.fspath(path)
@@ -110,8 +126,12 @@ class NbdServer:
         return path
 
     async def start_tcp(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        if self.tls is None and not _loopback(host):
+            raise ValueError(f"an NBD export on {host}, which is not loopback, needs TLS (NBD_OPT_STARTTLS with "
+                             "x509 certificates): give a certificate and key, or export on loopback or a unix socket")
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(self._protocol, host, port, reuse_address=True)
+        server = await loop.create_server(functools.partial(self._protocol, self.tls is not None), host, port,
+                                          reuse_address=True)
         self._servers.append(server)
         sockname = server.sockets[0].getsockname()
         bound = (str(sockname[0]), int(sockname[1]))
@@ -162,11 +182,12 @@ class NbdServer:
 class _Connection(asyncio.BufferedProtocol):
     """One client: handshake, then requests (see the module comment)."""
 
-    def __init__(self, server: NbdServer) -> None:
+    def __init__(self, server: NbdServer, *, tls: bool = False) -> None:
         self.server = server
         self.dev = server.device
         self.id = next(_conn_ids)
-        self.hs = ServerHandshake(server.export)
+        self.hs = ServerHandshake(server.export, tls=tls)
+        self.upgrading: asyncio.Task[None] | None = None  # the TLS handshake after NBD_OPT_STARTTLS
         self.framer = Framer(max_payload=server.export.max_payload)
         self.transport: asyncio.Transport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
@@ -308,7 +329,8 @@ class _Connection(asyncio.BufferedProtocol):
         if self.lost:
             return
         try:
-            while not self._busy() and not self.write_paused and self.hs.stage is not Stage.CLOSED:
+            while not self._busy() and not self.write_paused and self.hs.stage is not Stage.CLOSED \
+                    and self.upgrading is None:
                 event = self.framer.next_event()
                 if event is None:
                     break
@@ -341,6 +363,27 @@ class _Connection(asyncio.BufferedProtocol):
                 log.debug("%r entered transmission (structured replies: %s)", self, self.hs.structured)
             elif result.next is Next.CLOSE:
                 self.hard_close()
+            elif result.next is Next.STARTTLS:
+                self.upgrading = asyncio.get_running_loop().create_task(self._start_tls())
+
+    async def _start_tls(self) -> None:
+        """The TLS handshake on this connection; the option haggling then goes on inside it."""
+        assert self.transport is not None and self.server.tls is not None
+        try:
+            upgraded = await asyncio.get_running_loop().start_tls(
+                self.transport, self, self.server.tls, server_side=True,
+                ssl_handshake_timeout=self.server.handshake_timeout)
+        except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as e:
+            log.warning("%r: the TLS handshake failed: %s", self, e)
+            self.hard_close()
+            return
+        finally:
+            self.upgrading = None
+        if upgraded is None:  # the connection went away meanwhile
+            return
+        self.transport = upgraded
+        log.debug("%r: TLS is on (%s)", self, upgraded.get_extra_info("cipher"))
+        self._process()
 
     def _start(self, req: Request, payload: bytearray | None) -> None:
         if req.type == Cmd.DISC:
