@@ -20,7 +20,7 @@ import click
 from ..errors import ConfigError
 from ..lab.lab import DEFAULT_LATENCY, PULL_ENDS, Lab
 from ..lab.netns import NetnsError, exec_argv, require_root
-from ..lab.topology import MAX_SUBNETS, Topology
+from ..lab.topology import MAX_HOSTS, MAX_SUBNETS, Topology
 
 DEFAULT_NAME = "default"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -58,6 +58,7 @@ def lab() -> None:
     Address plan (198.18.0.0/15, only inside the lab's namespaces):
       management 198.18.0.0/24: station .1 (switch sw0), host-mgmt .10
       storage k  198.18.k.0/24: ctlA-sk .1, ctlB-sk .2, host-sk .10 (switch swk)
+      with --hosts N: host n (n >= 2) in namespace hostN, NICs hN-mgmt, hN-sk at .(9+n)
     """
 
 
@@ -67,9 +68,11 @@ def lab() -> None:
               help="Storage subnets (one host NIC, one switch and one NIC per controller each).")
 @click.option("--controllers", type=click.IntRange(1, 8), default=2, show_default=True,
               help="Array controllers (A, B, ...).")
+@click.option("--hosts", type=click.IntRange(1, MAX_HOSTS), default=1, show_default=True,
+              help="Hosts of the pool, each with a management NIC and one NIC per storage subnet.")
 @click.option("--shape", metavar="RATE", help="Shape every storage link to RATE (tc units, e.g. 1gbit).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def up(name: str, subnets: int, controllers: int, shape: str | None, fmt: str) -> None:
+def up(name: str, subnets: int, controllers: int, hosts: int, shape: str | None, fmt: str) -> None:
     """Build a lab and leave it running (until `sanpath lab down`)."""
     _root("up")
 
@@ -78,7 +81,7 @@ def up(name: str, subnets: int, controllers: int, shape: str | None, fmt: str) -
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        the_lab = Lab(name, Topology(subnets, controllers))
+        the_lab = Lab(name, Topology(subnets, controllers, hosts))
         the_lab.up(shape=shape)
     except ConfigError as e:
         _fail("up", str(e), 2)

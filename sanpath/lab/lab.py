@@ -108,7 +108,7 @@ class Lab:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "id": self.id, "subnets": self.topology.subnets,
-                "controllers": self.topology.controllers,
+                "controllers": self.topology.controllers, "hosts": self.topology.hosts,
                 "created": [e.to_json() for e in self.ledger.entries],
                 "pulled": self.pulled, "shaped": self.shaped}
 
@@ -133,7 +133,8 @@ class Lab:
             raise NetnsError(f"no lab named {name!r} is up (no {path}); `sanpath lab status` lists them") from None
         except (OSError, ValueError) as e:
             raise NetnsError(f"cannot read the lab state {path}: {e}") from None
-        lab = cls(data["name"], Topology(data["subnets"], data["controllers"]), state_path=path, lab_id=data["id"])
+        lab = cls(data["name"], Topology(data["subnets"], data["controllers"], data.get("hosts", 1)),
+                  state_path=path, lab_id=data["id"])
         lab.ledger.entries = [Created.from_json(e) for e in data["created"]]
         lab.pulled = dict(data.get("pulled", {}))
         lab.shaped = dict(data.get("shaped", {}))
@@ -358,7 +359,7 @@ class Lab:
                          "controller": x.controller, "switch": x.switch, "port": x.port,
                          "state": nic.get("operstate", "MISSING"), "pulled": self.pulled.get(x.name, ""),
                          "shaped": self.shaped.get(x.name, {})})
-        return {"name": self.name, "id": self.id, "subnets": self.topology.subnets,
+        return {"name": self.name, "id": self.id, "subnets": self.topology.subnets, "hosts": self.topology.hosts,
                 "controllers": list(self.topology.controller_names),
                 "namespaces": {r: self.ns(r) for r in self.topology.roles},
                 "station": self.topology.station_address(), "state_file": self.state_path, "links": rows}

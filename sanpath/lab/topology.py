@@ -11,9 +11,13 @@ assigned inside the lab's own namespaces, so two labs never see each other)::
     storage 2       198.18.2.0/24   switch sw2   ctlA-s2 .1   ctlB-s2 .2   host-s2 .10
     storage k       198.18.k.0/24   switch swk   controller number i (A=1, B=2, ...) is .i, the host .10
 
+A pool of several hosts (``hosts=3``): host n (n >= 2) has NICs hN-mgmt, hN-s1, ... at .(9+n) of each
+subnet, in namespace hostN, on the same switches.
+
 Namespaces (``ID`` is a short random suffix, so parallel labs never collide)::
 
     sanpath-ID-host    the XenServer host: host-mgmt, host-s1 .. host-sN
+    sanpath-ID-host2   the pool's second host (with hosts >= 2): h2-mgmt, h2-s1 .. h2-sN; and so on
     sanpath-ID-array   the storage array: ctlA-s1, ctlB-s1, ctlA-s2, ... (policy-routed, see lab.py)
     sanpath-ID-sw0     the management switch (bridge br0, carrying the station address .1)
     sanpath-ID-swK     storage switch K (bridge br0, no address: a layer-2 switch)
@@ -50,8 +54,21 @@ def subnet(index: int) -> ipaddress.IPv4Network:
     return net
 
 
+MAX_HOSTS = 8
+
+
 def switch_role(index: int) -> str:
     return f"sw{index}"
+
+
+def host_role(n: int) -> str:
+    """Host ``n``'s namespace role (1-based): host, host2, host3, ..."""
+    return HOST if n == 1 else f"host{n}"
+
+
+def host_nic(n: int, k: int | None) -> str:
+    """Host ``n``'s NIC on storage subnet ``k`` (None: its management NIC): host-s1, h2-s1, h2-mgmt."""
+    return f"{'host' if n == 1 else f'h{n}'}-{'mgmt' if k is None else f's{k}'}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +102,11 @@ class Topology:
 
     subnets: int = 2
     controllers: int = 2
+    hosts: int = 1
 
     def __post_init__(self) -> None:
+        if not 1 <= self.hosts <= MAX_HOSTS:
+            raise ConfigError("hosts", f"{self.hosts} is out of range: 1..{MAX_HOSTS} hosts")
         if not 1 <= self.subnets <= MAX_SUBNETS:
             raise ConfigError("subnets", f"{self.subnets} is out of range: 1..{MAX_SUBNETS} storage subnets")
         if not 1 <= self.controllers <= len(CONTROLLER_NAMES):
@@ -104,16 +124,21 @@ class Topology:
     @property
     def roles(self) -> tuple[str, ...]:
         """Every namespace role, in the order they are created."""
-        return (HOST, ARRAY, *self.switches)
+        return (*self.host_roles, ARRAY, *self.switches)
+
+    @property
+    def host_roles(self) -> tuple[str, ...]:
+        return tuple(host_role(n) for n in range(1, self.hosts + 1))
 
     @property
     def links(self) -> tuple[Link, ...]:
         mgmt = subnet(MANAGEMENT_SUBNET)
-        out = [Link("host-mgmt", HOST, switch_role(MANAGEMENT_SUBNET), MANAGEMENT_SUBNET,
-                    f"{mgmt[HOST_OCTET]}/{mgmt.prefixlen}")]
+        out = [Link(host_nic(n, None), host_role(n), switch_role(MANAGEMENT_SUBNET), MANAGEMENT_SUBNET,
+                    f"{mgmt[HOST_OCTET + n - 1]}/{mgmt.prefixlen}") for n in range(1, self.hosts + 1)]
         for k in range(1, self.subnets + 1):
             net = subnet(k)
-            out.append(Link(f"host-s{k}", HOST, switch_role(k), k, f"{net[HOST_OCTET]}/{net.prefixlen}"))
+            out += [Link(host_nic(n, k), host_role(n), switch_role(k), k, f"{net[HOST_OCTET + n - 1]}/{net.prefixlen}")
+                    for n in range(1, self.hosts + 1)]
             for i, c in enumerate(self.controller_names, start=1):
                 out.append(Link(f"ctl{c}-s{k}", ARRAY, switch_role(k), k, f"{net[i]}/{net.prefixlen}", c))
         return tuple(out)
@@ -133,9 +158,9 @@ class Topology:
     def storage_links(self) -> tuple[Link, ...]:
         return tuple(x for x in self.links if x.subnet != MANAGEMENT_SUBNET)
 
-    def host_address(self, k: int) -> str:
-        """The host's address on storage subnet ``k`` (1-based), without prefix length."""
-        return self.link(f"host-s{k}").ip
+    def host_address(self, k: int, host: int = 1) -> str:
+        """Host ``host``'s address on storage subnet ``k`` (both 1-based), without prefix length."""
+        return self.link(host_nic(host, k)).ip
 
     def controller_address(self, controller: str, k: int) -> str:
         """Controller ``controller``'s address on storage subnet ``k``, without prefix length."""

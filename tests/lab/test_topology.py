@@ -27,14 +27,26 @@ def test_reference_topology_matches_the_seed() -> None:
     assert topo.link("ctlA-s1").port == "p-ctlA-s1"
 
 
+def test_a_pool_of_three_hosts_shares_the_switches() -> None:
+    topo = Topology(hosts=3)
+    assert topo.roles == ("host", "host2", "host3", "array", "sw0", "sw1", "sw2")
+    assert [(x.name, x.role, x.address) for x in topo.links if x.subnet == 1] == [
+        ("host-s1", "host", "198.18.1.10/24"), ("h2-s1", "host2", "198.18.1.11/24"),
+        ("h3-s1", "host3", "198.18.1.12/24"), ("ctlA-s1", "array", "198.18.1.1/24"),
+        ("ctlB-s1", "array", "198.18.1.2/24")]
+    assert topo.link("h3-mgmt").address == "198.18.0.12/24"
+    assert topo.host_address(2, host=3) == "198.18.2.12"
+
+
 def test_every_address_is_in_the_benchmarking_range_and_names_fit_ifnamsiz() -> None:
-    topo = Topology(subnets=16, controllers=8)
+    topo = Topology(subnets=16, controllers=8, hosts=8)
     addresses = [ipaddress.IPv4Interface(x.address) for x in topo.links]
     assert all(a.ip in LAB_NETWORK for a in addresses)
     assert len({a.ip for a in addresses}) == len(addresses)
     assert all(len(x.port) <= 15 and len(x.name) <= 15 for x in topo.links)
     # each storage subnet: one host NIC and one NIC per controller, on its own switch
-    assert [x.name for x in topo.links if x.subnet == 16] == ["host-s16", *(f"ctl{c}-s16" for c in "ABCDEFGH")]
+    assert [x.name for x in topo.links if x.subnet == 16] == ["host-s16", *(f"h{n}-s16" for n in range(2, 9)),
+                                                              *(f"ctl{c}-s16" for c in "ABCDEFGH")]
 
 
 def test_bad_topologies_and_links_are_refused() -> None:
@@ -42,6 +54,8 @@ def test_bad_topologies_and_links_are_refused() -> None:
         Topology(subnets=0)
     with pytest.raises(ConfigError, match="controllers"):
         Topology(controllers=9)
+    with pytest.raises(ConfigError, match="hosts"):
+        Topology(hosts=9)
     with pytest.raises(ConfigError, match=r"no link 'host-s3'.*host-s1"):
         Topology().link("host-s3")
 
