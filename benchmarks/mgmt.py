@@ -7,9 +7,10 @@
    shows what it costs over the live plug.
    Peers, as documented (PEERS.md, XENSERVER.md), not run here: Proxmox caps a dead portal at about
    15 s; XenServer and oVirt stall about 120 s.
-2. From a cable pull to the lowered path count in the store: a controller cable is pulled at its switch
-   port; the data-path process's event log gives when the path was declared faulty; a store reader
-   polling every 5 ms gives when ``mpath-<SCSIid>`` dropped. Goal: under 1 s after the path is faulty.
+2. From a cable pull to the lowered path count in the store, and to the MULTIPATH_PERIODIC_ALERT: a
+   controller cable is pulled at its switch port; the data-path process's event log gives when the path
+   was declared faulty; a store reader polling every 5 ms gives when ``mpath-<SCSIid>`` dropped and
+   when the alert was written. Goal: the alert within 1 s of the pull's detection.
 
 No peer runs beside it: there is no XenServer, oVirt or Proxmox on this machine.
 """
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sanpath.lab import Lab, Topology
+from sanpath.mgmt import alerts
 from sanpath.mgmt.store import Store
 from sanpath.target import control as target_control
 from sanpath.target.spawn import serve_target
@@ -38,7 +40,7 @@ from . import report
 
 ROOT = Path(__file__).resolve().parent.parent
 IQN = "iqn.2026-12.org.sanpath.bench:mgmt"
-SECTION = "## Management: plug time and path-count latency"
+SECTION = "## Management: plug time, path-count and alert latency"
 
 
 def _say(message: str) -> None:
@@ -60,43 +62,59 @@ def plug_times(d: Daemon, pbd: str, n: int) -> tuple[list[float], list[str]]:
     return out, counts
 
 
-async def _watch_store(url: str, pbd: str, before: str, deadline: float) -> float | None:
+async def _watch_store(url: str, pbd: str, before: str, since: float, deadline: float,
+                       ) -> tuple[float | None, float | None]:
+    """When the count first differed from ``before``, and when the first degraded alert for the PBD
+    was seen (wall clock, by a poll every 5 ms)."""
     store = await Store.open(url)
+    counted = alerted = None
     try:
-        while time.time() < deadline:
+        while time.time() < deadline and (counted is None or alerted is None):
             p = await store.pbd(pbd)
             now = time.time()
-            if next((v for k, v in p.other_config.items() if k.startswith("mpath-")), before) != before:
-                return now
+            if counted is None and next((v for k, v in p.other_config.items() if k.startswith("mpath-")),
+                                        before) != before:
+                counted = now
+            if alerted is None and any(m.body.get("pbd") == pbd and m.body.get("state") == alerts.DEGRADED
+                                       for m in await store.messages(since=since, name=alerts.NAME)):
+                alerted = now
             await asyncio.sleep(0.005)
-        return None
+        return counted, alerted
     finally:
         await store.close()
 
 
-def pull_latencies(lab: Lab, d: Daemon, pbd: str, url: str, link: str, n: int) -> list[tuple[float, float]]:
-    """(pull -> faulty, faulty -> store) in ms, per pull."""
+def pull_latencies(lab: Lab, d: Daemon, pbd: str, url: str, link: str, n: int
+                   ) -> list[tuple[float, float, float]]:
+    """(pull -> faulty, faulty -> store, faulty -> alert) in ms, per pull."""
     out = []
     for i in range(n):
         before = _counts(d.call("GET", f"/pbds/{pbd}"))
         pulled = time.time()
         lab.pull(link)
         try:
-            seen = asyncio.run(_watch_store(url, pbd, before, pulled + 30))
+            seen, alerted = asyncio.run(_watch_store(url, pbd, before, pulled, pulled + 30))
             [status] = pbd_status(d.run_dir)
             failed = [e["time"] for e in status["events"] if e["kind"] == "failed" and e["time"] >= pulled]
         finally:
             lab.restore(link)
-        if seen is None or not failed:
-            raise RuntimeError(f"pull {i + 1}: the count did not drop ({before}) or no failure was logged")
-        out.append(((failed[0] - pulled) * 1000, (seen - failed[0]) * 1000))
+        if seen is None or alerted is None or not failed:
+            raise RuntimeError(f"pull {i + 1}: the count did not drop ({before}), no alert came, or no failure "
+                               "was logged")
+        out.append(((failed[0] - pulled) * 1000, (seen - failed[0]) * 1000, (alerted - failed[0]) * 1000))
         deadline = time.time() + 60
-        while _counts(d.call("GET", f"/pbds/{pbd}")) != before:
+        while _counts(d.call("GET", f"/pbds/{pbd}")) != before or not _recovered(d, pbd, pulled):
             if time.time() > deadline:
-                raise RuntimeError(f"pull {i + 1}: the count never came back to {before}")
+                raise RuntimeError(f"pull {i + 1}: the count never came back to {before}, or no recovery alert")
             time.sleep(0.1)
-        _say(f"pull {i + 1}/{n} of {link}: faulty after {out[-1][0]:.0f} ms, store {out[-1][1]:.0f} ms later")
+        _say(f"pull {i + 1}/{n} of {link}: faulty after {out[-1][0]:.0f} ms, store {out[-1][1]:.0f} ms later, "
+             f"alert {out[-1][2]:.0f} ms later")
     return out
+
+
+def _recovered(d: Daemon, pbd: str, since: float) -> bool:
+    return any(m["body"].get("pbd") == pbd and m["body"].get("state") == alerts.RECOVERED
+               for m in d.call("GET", f"/messages?name={alerts.NAME}&since={since}"))
 
 
 def _p50_max(values: list[float]) -> str:
@@ -114,7 +132,7 @@ def run(plugs: int, pulls: int, rerun: str) -> str:
     return _render(plugs, pulls, rerun, started, load0, latencies, live, live_counts, one_dead, dead_counts)
 
 
-def _measure(state: str, plugs: int, pulls: int) -> tuple[list[tuple[float, float]], list[float], list[str],
+def _measure(state: str, plugs: int, pulls: int) -> tuple[list[tuple[float, float, float]], list[float], list[str],
                                                           list[float], list[str]]:
     with Lab(topology=Topology(2, 2), state_path=os.path.join(state, "lab.json")) as lab:
         portals = [p for _, p in lab.topology.portals()]
@@ -146,10 +164,13 @@ def _measure(state: str, plugs: int, pulls: int) -> tuple[list[tuple[float, floa
     return latencies, live, live_counts, one_dead, dead_counts
 
 
-def _render(plugs: int, pulls: int, rerun: str, started: str, load0: float, latencies: list[tuple[float, float]],
-            live: list[float], live_counts: list[str], one_dead: list[float], dead_counts: list[str]) -> str:
-    to_faulty = [a for a, _ in latencies]
-    to_store = [b for _, b in latencies]
+def _render(plugs: int, pulls: int, rerun: str, started: str, load0: float,
+            latencies: list[tuple[float, float, float]], live: list[float], live_counts: list[str],
+            one_dead: list[float], dead_counts: list[str]) -> str:
+    to_faulty = [a for a, _, _ in latencies]
+    to_store = [b for _, b, _ in latencies]
+    to_alert = [c for _, _, c in latencies]
+    pull_alert = [a + c for a, _, c in latencies]
     lines = [
         SECTION, "",
         "Lab: the reference topology (2 storage subnets, controllers A and B), unshaped; the host daemon in the "
@@ -167,15 +188,19 @@ def _render(plugs: int, pulls: int, rerun: str, started: str, load0: float, late
         "Proxmox ~15,000; XenServer, oVirt ~120,000 |",
         f"| cable ctlA-s1 pulled at the switch -> path faulty | {pulls} | {_p50_max(to_faulty)} | | | |",
         f"| path faulty -> `mpath-<SCSIid>` lowered in the store | {pulls} | {_p50_max(to_store)} | [3, 4] | "
-        f"< 1,000 {'met' if max(to_store) < 1000 else '**missed**'} | XenServer: recomputed on events |", "",
+        f"< 1,000 {'met' if max(to_store) < 1000 else '**missed**'} | XenServer: recomputed on events |",
+        f"| path faulty -> MULTIPATH_PERIODIC_ALERT in the store | {pulls} | {_p50_max(to_alert)} | | | |",
+        f"| cable pulled -> MULTIPATH_PERIODIC_ALERT in the store | {pulls} | {_p50_max(pull_alert)} | | "
+        f"< 1,000 {'met' if max(pull_alert) < 1000 else '**missed**'} | XenServer: batched, every 120 s |", "",
         "Each plug: `POST /pbds/UUID/plug` after an unplug, timed by the client; it returns when the live paths "
         "are up, at most 1 s (the data path's straggler grace) after the first: the black-holed portal's "
         "login, which would wait out the 3 s login timeout, goes on in the background. "
-        "Faulty: the time of the data-path process's \"failed\" event; store: the "
-        "first poll (every 5 ms) of the store that saw the lowered count (the reporter's round is 250 ms).", "",
+        "Faulty: the time of the data-path process's \"failed\" event; store and alert: the "
+        "first poll (every 5 ms) of the store that saw the lowered count, and the alert record (the reporter "
+        "follows the process's change counter, so both come from the path event, not from a poll).", "",
         "Per run: plugs live " + ", ".join(f"{v:,.0f}" for v in live) + "; plugs one dead "
-        + ", ".join(f"{v:,.0f}" for v in one_dead) + "; pulls (faulty / store) "
-        + ", ".join(f"{a:,.0f} / {b:,.0f}" for a, b in latencies) + ".", "",
+        + ", ".join(f"{v:,.0f}" for v in one_dead) + "; pulls "
+        + ", ".join(f"{a:,.0f} / {b:,.0f} / {c:,.0f}" for a, b, c in latencies) + " (faulty / store / alert).", "",
         "Rerun:", "", "```", rerun, "```", "",
         f"Date: {started}. Machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}. "
         f"Load average (1 min) at start {load0:.2f}, at end {os.getloadavg()[0]:.2f}.", "",
