@@ -22,6 +22,7 @@ from ..mgmt.store import Store
 from ..mgmt.store.model import Host
 from ..mgmt.supervisor import Supervisor
 from ..mgmt.workflow import Workflow
+from ..target.server import TargetServer
 
 
 @dataclass
@@ -86,3 +87,19 @@ async def running_pool(url: str, names: Sequence[str] = ("host1", "host2", "host
             planes.append(await stack.enter_async_context(running_plane(
                 url, name=name, iqn=f"iqn.2026-12.com.example:{name}", key=planes[0].key if planes else None)))
         yield planes
+
+
+def portals_of(server: TargetServer) -> str:
+    """An in-process array's portals as a ``target`` value: ADDR:PORT,ADDR:PORT."""
+    return ",".join(f"{h}:{p}" for h, p in server.portals)
+
+
+async def sr_on_only_lun(plane: Plane, server: TargetServer, iqn: str, name: str) -> tuple[dict[str, Any], str]:
+    """Probe the array's one LUN behind ``iqn`` and create an SR on it; (the SR as the API answered, SCSIid)."""
+    target = portals_of(server)
+    r = await plane.call("POST", "/sr/probe", {"target": target, "targetIQN": iqn})
+    [lun] = r.json()["luns"]
+    made = await plane.call("POST", "/srs", {"name_label": name, "target": target, "targetIQN": iqn,
+                                             "SCSIid": lun["SCSIid"]})
+    assert made.status_code == 200, made.text
+    return dict(made.json()), str(lun["SCSIid"])

@@ -12,7 +12,7 @@ from typing import Any
 
 from sanpath.mgmt.alerts import DEGRADED, NAME, RECOVERED, PathAlerts, render
 from sanpath.testing.inproc import running_target
-from sanpath.testing.mgmt import Plane, running_plane
+from sanpath.testing.mgmt import Plane, running_plane, sr_on_only_lun
 
 IQN = "iqn.2026-12.org.sanpath.test:alerts"
 GUARD = 60.0
@@ -59,10 +59,7 @@ async def _until(plane: Plane, what: str, found: Any) -> list[dict[str, Any]]:
 async def test_a_portal_down_and_back_raises_and_recovers(store_url: str) -> None:
     async with running_target(iqn=IQN, portals=("127.0.0.1:0", "127.0.0.2:0")) as array, \
             running_plane(store_url) as plane:
-        target = ",".join(f"{h}:{p}" for h, p in array.portals)
-        [lun] = (await plane.call("POST", "/sr/probe", {"target": target, "targetIQN": IQN})).json()["luns"]
-        sr = (await plane.call("POST", "/srs", {"name_label": "watched", "target": target, "targetIQN": IQN,
-                                                "SCSIid": lun["SCSIid"]})).json()
+        sr, scsi_id = await sr_on_only_lun(plane, array, IQN, "watched")
         pbd = sr["pbds"][0]["uuid"]
         r = await plane.call("POST", "/pool/other_config", {"multipath_alert_period": 1})
         assert r.status_code == 200, r.text
@@ -72,14 +69,14 @@ async def test_a_portal_down_and_back_raises_and_recovers(store_url: str) -> Non
         down = await _until(plane, "the first alert", lambda ms: ms)
         first = down[0]["body"]
         assert first == {"host": plane.host.uuid, "host_name": "host1", "pbd": pbd, "sr": sr["uuid"],
-                         "sr_name": "watched", "SCSIid": lun["SCSIid"], "current": 1, "max": 2, "state": DEGRADED,
+                         "sr_name": "watched", "SCSIid": scsi_id, "current": 1, "max": 2, "state": DEGRADED,
                          "period": 1.0}
         assert down[0]["text"] == render(first) and down[0]["priority"] == 3 and down[0]["class"] == "pool"
-        counts = (await plane.call("GET", f"/pbds/{pbd}")).json()["other_config"][f"mpath-{lun['SCSIid']}"]
+        counts = (await plane.call("GET", f"/pbds/{pbd}")).json()["other_config"][f"mpath-{scsi_id}"]
         assert json.loads(counts) == [1, 2]
         metrics = (await plane.call("GET", "/metrics")).text
-        assert f'sanpath_pbd_paths_active{{host="host1",pbd="{pbd}",scsi_id="{lun["SCSIid"]}"}} 1.0' in metrics
-        assert f'sanpath_pbd_paths_max{{host="host1",pbd="{pbd}",scsi_id="{lun["SCSIid"]}"}} 2.0' in metrics
+        assert f'sanpath_pbd_paths_active{{host="host1",pbd="{pbd}",scsi_id="{scsi_id}"}} 1.0' in metrics
+        assert f'sanpath_pbd_paths_max{{host="host1",pbd="{pbd}",scsi_id="{scsi_id}"}} 2.0' in metrics
         assert 'state="faulty"} 1.0' in metrics and "sanpath_path_failovers_total" in metrics
 
         await _until(plane, "the alert repeated after the period", lambda ms: len(ms) >= 2)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from sanpath.testing.inproc import running_target
-from sanpath.testing.mgmt import running_plane
+from sanpath.testing.mgmt import running_plane, sr_on_only_lun
 from sanpath.testing.nbdio import VerifiedIo
 from sanpath.testing.postgres import PostgresCluster, postgres_cluster, require_postgres
 
@@ -34,14 +34,11 @@ async def test_a_store_outage_never_touches_io(own_cluster: PostgresCluster) -> 
     url = own_cluster.create_database("outage")
     async with running_target(iqn=IQN, portals=("127.0.0.1:0", "127.0.0.2:0")) as array, \
             running_plane(url) as plane:
-        target = ",".join(f"{h}:{p}" for h, p in array.portals)
-        [lun] = (await plane.call("POST", "/sr/probe", {"target": target, "targetIQN": IQN})).json()["luns"]
-        sr = (await plane.call("POST", "/srs", {"name_label": "kept", "target": target, "targetIQN": IQN,
-                                                "SCSIid": lun["SCSIid"]})).json()
+        sr, scsi_id = await sr_on_only_lun(plane, array, IQN, "kept")
         pbd = sr["pbds"][0]
         before = _rows((await plane.store.dump())["tables"])
         uri = pbd["other_config"]["nbd"]
-        io = await VerifiedIo.connect(uri.split("socket=", 1)[1], lun["SCSIid"])
+        io = await VerifiedIo.connect(uri.split("socket=", 1)[1], scsi_id)
         io.start()
         try:
             await io.until(200)

@@ -23,7 +23,7 @@ from sanpath.export.nbd.client import NbdClient, NbdError
 from sanpath.mgmt.errors import KINDS
 from sanpath.target.server import TargetServer
 from sanpath.testing.inproc import running_target
-from sanpath.testing.mgmt import Plane, running_plane, running_pool
+from sanpath.testing.mgmt import Plane, portals_of, running_plane, running_pool
 from sanpath.testing.nbdio import VerifiedIo
 
 IQN = "iqn.2026-12.org.sanpath.test:pool"
@@ -34,10 +34,6 @@ GUARD = 60.0
 async def array() -> AsyncIterator[TargetServer]:
     async with running_target(iqn=IQN, portals=("127.0.0.1:0", "127.0.0.2:0"), luns=("mem:16MiB", "mem:8MiB")) as t:
         yield t
-
-
-def targets(server: TargetServer) -> str:
-    return ",".join(f"{h}:{p}" for h, p in server.portals)
 
 
 async def ok(plane: Plane, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -53,7 +49,7 @@ async def error(plane: Plane, method: str, path: str, body: dict[str, Any] | Non
 
 
 async def luns(plane: Plane, server: TargetServer) -> list[str]:
-    found = (await ok(plane, "POST", "/sr/probe", {"target": targets(server), "targetIQN": IQN}))["luns"]
+    found = (await ok(plane, "POST", "/sr/probe", {"target": portals_of(server), "targetIQN": IQN}))["luns"]
     return [lun["SCSIid"] for lun in sorted(found, key=lambda x: -x["size"])]
 
 
@@ -82,7 +78,7 @@ def export_of(pbd: dict[str, Any]) -> tuple[str, str]:
 async def test_every_host_gets_a_pbd_and_a_late_joiner_gets_its_own(store_url: str, array: TargetServer) -> None:
     async with running_pool(store_url, ("host1", "host2")) as (h1, h2):
         [scsi_id, _] = await luns(h1, array)
-        sr = await ok(h1, "POST", "/srs", {"name_label": "shared", "target": targets(array), "targetIQN": IQN,
+        sr = await ok(h1, "POST", "/srs", {"name_label": "shared", "target": portals_of(array), "targetIQN": IQN,
                                            "SCSIid": scsi_id})
         assert {p["host"] for p in sr["pbds"]} == {h1.host.uuid, h2.host.uuid}
         assert all(p["currently_attached"] and counts(p) == [2, 2] for p in sr["pbds"]), sr["pbds"]
@@ -100,7 +96,7 @@ async def test_multipath_settings_change_only_in_maintenance_mode(store_url: str
         for p in planes:
             await p.store.update_host(p.host.uuid, multipathing=False)
         big, small = await luns(h1, array)
-        sr = await ok(h1, "POST", "/srs", {"name_label": "off", "target": targets(array), "targetIQN": IQN,
+        sr = await ok(h1, "POST", "/srs", {"name_label": "off", "target": portals_of(array), "targetIQN": IQN,
                                            "SCSIid": big})
         await settled(h1, sr["uuid"], [1, 1], 3)
 
@@ -116,7 +112,7 @@ async def test_multipath_settings_change_only_in_maintenance_mode(store_url: str
         assert (await ok(h1, "POST", "/hosts/host1/maintenance", {"mode": "exit"}))["enabled"] is True
 
         # the hosts disagree now: a warning, and with strict a refusal that makes nothing
-        body = {"name_label": "second", "target": targets(array), "targetIQN": IQN, "SCSIid": small}
+        body = {"name_label": "second", "target": portals_of(array), "targetIQN": IQN, "SCSIid": small}
         strict = await error(h1, "POST", "/srs", {**body, "strict": True}, "MULTIPATH_NOT_ENABLED_ON_ALL_HOSTS")
         assert "on for host1, off for host2, host3" in strict["message"]
         assert len(await ok(h1, "GET", "/srs")) == 1
@@ -151,7 +147,7 @@ async def test_multipath_settings_change_only_in_maintenance_mode(store_url: str
 async def test_maintenance_mode_waits_for_nbd_clients_or_drains_them(store_url: str, array: TargetServer) -> None:
     async with running_plane(store_url) as plane:
         [scsi_id, _] = await luns(plane, array)
-        sr = await ok(plane, "POST", "/srs", {"name_label": "m", "target": targets(array), "targetIQN": IQN,
+        sr = await ok(plane, "POST", "/srs", {"name_label": "m", "target": portals_of(array), "targetIQN": IQN,
                                               "SCSIid": scsi_id})
         pbd = sr["pbds"][0]
         io = await VerifiedIo.connect(*export_of(pbd))
@@ -191,7 +187,7 @@ async def test_a_disabled_host_takes_no_new_plug(store_url: str, array: TargetSe
     async with running_pool(store_url, ("host1", "host2")) as (h1, h2):
         await ok(h1, "POST", "/hosts/host2/enabled", {"enabled": False})
         [scsi_id, _] = await luns(h1, array)
-        sr = await ok(h1, "POST", "/srs", {"name_label": "d", "target": targets(array), "targetIQN": IQN,
+        sr = await ok(h1, "POST", "/srs", {"name_label": "d", "target": portals_of(array), "targetIQN": IQN,
                                            "SCSIid": scsi_id})
         by_host = {p["host"]: p for p in sr["pbds"]}
         assert by_host[h1.host.uuid]["currently_attached"]
@@ -205,7 +201,7 @@ async def test_a_disabled_host_takes_no_new_plug(store_url: str, array: TargetSe
 async def test_two_clients_on_two_hosts_change_one_sr_at_once(store_url: str, array: TargetServer) -> None:
     async with running_pool(store_url, ("host1", "host2")) as (h1, h2):
         [scsi_id, _] = await luns(h1, array)
-        sr = await ok(h1, "POST", "/srs", {"name_label": "c", "target": targets(array), "targetIQN": IQN,
+        sr = await ok(h1, "POST", "/srs", {"name_label": "c", "target": portals_of(array), "targetIQN": IQN,
                                            "SCSIid": scsi_id})
         pbds = [p["uuid"] for p in sr["pbds"]]
 

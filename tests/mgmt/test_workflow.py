@@ -18,7 +18,7 @@ from sanpath.mgmt.errors import KINDS
 from sanpath.target.config import ChapSpec, LunSpec, PortalGroupSpec, ServerSpec, TargetSpec
 from sanpath.target.server import TargetServer
 from sanpath.testing.inproc import running_target
-from sanpath.testing.mgmt import Plane, running_plane
+from sanpath.testing.mgmt import Plane, portals_of, running_plane
 
 IQN = "iqn.2026-12.org.sanpath.test:mgmt"
 
@@ -33,10 +33,6 @@ async def plane(store_url: str) -> AsyncIterator[Plane]:
 async def array() -> AsyncIterator[TargetServer]:
     async with running_target(iqn=IQN, portals=("127.0.0.1:0", "127.0.0.2:0"), luns=("mem:16MiB", "mem:8MiB")) as t:
         yield t
-
-
-def targets(server: TargetServer) -> str:
-    return ",".join(f"{h}:{p}" for h, p in server.portals)
 
 
 def expect_error(r: Any, name: str) -> dict[str, Any]:
@@ -56,7 +52,7 @@ async def scsi_ids(plane: Plane, target: str) -> list[str]:
 
 
 async def test_probe_stages_and_create_plug_unplug(array: TargetServer, plane: Plane) -> None:
-    target = targets(array)
+    target = portals_of(array)
     r = await plane.call("POST", "/sr/probe", {"target": target})
     stage = r.json()
     assert stage["stage"] == "iqns"
@@ -109,7 +105,7 @@ async def test_probe_stages_and_create_plug_unplug(array: TargetServer, plane: P
 
 async def test_errors_of_the_probe_and_create_steps(array: TargetServer, plane: Plane,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    target = targets(array)
+    target = portals_of(array)
     expect_error(await plane.call("POST", "/sr/probe", {"target": ""}), "ConfigTargetMissing")
     expect_error(await plane.call("POST", "/sr/probe", {"target": "127.0.0.1", "port": 70000}), "ISCSIPort")
     expect_error(await plane.call("POST", "/sr/probe", {"target": "127.0.0.1:0"}), "ISCSIPort")
@@ -154,7 +150,7 @@ async def test_errors_of_the_probe_and_create_steps(array: TargetServer, plane: 
 
 async def test_a_host_without_an_iqn_cannot_probe(store_url: str, array: TargetServer) -> None:
     async with running_plane(store_url, iqn="") as plane:
-        body = expect_error(await plane.call("POST", "/sr/probe", {"target": targets(array)}),
+        body = expect_error(await plane.call("POST", "/sr/probe", {"target": portals_of(array)}),
                             "ConfigISCSIIQNMissing")
         assert "host1" in body["message"]
 
@@ -164,7 +160,7 @@ async def test_chap_refused_is_an_iscsi_login_error_and_secrets_never_come_back(
     spec = ServerSpec((TargetSpec(IQN, portal_groups=(PortalGroupSpec(1, (("127.0.0.1", 0),)),),
                                   luns=(LunSpec(0, None, 8 << 20),), chap=ChapSpec(user, secret.encode())),))
     async with running_target(spec=spec) as server:
-        target = targets(server)
+        target = portals_of(server)
         wrong = {"chapuser": user, "chappassword": "wrong-secret-456"}
         body = expect_error(await plane.call("POST", "/sr/probe", {"target": target, "targetIQN": IQN, **wrong}),
                             "ISCSILogin")
@@ -186,7 +182,7 @@ async def test_chap_refused_is_an_iscsi_login_error_and_secrets_never_come_back(
 
 async def test_a_plug_with_no_answering_portal_fails_with_iscsi_target(plane: Plane) -> None:
     async with running_target(iqn=IQN, luns=("mem:8MiB",)) as server:
-        target = targets(server)
+        target = portals_of(server)
         [scsi_id] = await scsi_ids(plane, target)
         sr = (await plane.call("POST", "/srs", {"name_label": "s", "target": target, "targetIQN": IQN,
                                                 "SCSIid": scsi_id})).json()
@@ -204,7 +200,7 @@ async def test_host_iqn_rules(array: TargetServer, plane: Plane) -> None:
     body = expect_error(await plane.call("POST", f"/hosts/{me}/iqn", {"iqn": other.iqn}), "IQN_IN_USE")
     assert "host2" in body["message"] and "host1" in body["message"]
     expect_error(await plane.call("POST", f"/hosts/{me}/iqn", {"iqn": "not an iqn"}), "VALUE_INVALID")
-    target = targets(array)
+    target = portals_of(array)
     [scsi_id, _] = await scsi_ids(plane, target)
     sr = (await plane.call("POST", "/srs", {"name_label": "s", "target": target, "targetIQN": IQN,
                                             "SCSIid": scsi_id})).json()
@@ -225,7 +221,7 @@ async def test_host_iqn_rules(array: TargetServer, plane: Plane) -> None:
 
 
 async def test_unplug_is_refused_while_an_nbd_client_is_connected(array: TargetServer, plane: Plane) -> None:
-    target = targets(array)
+    target = portals_of(array)
     [scsi_id, _] = await scsi_ids(plane, target)
     sr = (await plane.call("POST", "/srs", {"name_label": "s", "target": target, "targetIQN": IQN,
                                             "SCSIid": scsi_id})).json()
@@ -243,7 +239,7 @@ async def test_unplug_is_refused_while_an_nbd_client_is_connected(array: TargetS
 
 
 async def test_two_concurrent_sr_creates_through_the_api_one_succeeds(array: TargetServer, plane: Plane) -> None:
-    target = targets(array)
+    target = portals_of(array)
     [scsi_id, _] = await scsi_ids(plane, target)
     body = {"target": target, "targetIQN": IQN, "SCSIid": scsi_id}
     results = await asyncio.gather(plane.call("POST", "/srs", {"name_label": "one", **body}),
@@ -261,7 +257,7 @@ async def test_a_dead_address_of_the_target_list_counts_as_a_missing_path(array:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = f"127.0.0.1:{s.getsockname()[1]}"
-        target = f"{targets(array).split(',')[0]},{dead}"
+        target = f"{portals_of(array).split(',')[0]},{dead}"
         [scsi_id, _] = await scsi_ids(plane, target)
         sr = (await plane.call("POST", "/srs", {"name_label": "s", "target": target, "targetIQN": IQN,
                                                 "SCSIid": scsi_id})).json()
