@@ -125,13 +125,13 @@ def test_a_pool_of_three_hosts(lab: Lab, daemons: list[Daemon], tmp_path: Path) 
         assert alerts(h1) == []
         lab.pull(host_nic(2, 1))
         try:
-            wait_until_sync(lambda: any(a["body"]["host_name"] == "host2" for a in alerts(h1)),
-                            "an alert naming host2")
+            wait_until_sync(lambda: {a["body"]["sr"] for a in alerts(h1)} == {sr["uuid"], second["uuid"]},
+                            "an alert for each of host2's PBDs")
             wait_until_sync(lambda: counts(h1, sr["uuid"])["host2"] == "[2, 4]", "host2 at [2, 4]")
             down = [a["body"] for a in alerts(h1)]
-            assert {(b["host_name"], b["state"], b["current"], b["max"]) for b in down} == {
-                ("host2", "degraded", 2, 4)}
-            assert {b["sr"] for b in down} == {sr["uuid"], second["uuid"]}
+            # raised at the first drop: the cable's two paths may fail one after the other
+            assert {(b["host_name"], b["state"], b["max"]) for b in down} == {("host2", "degraded", 4)}
+            assert all(b["current"] in (2, 3) for b in down), down
             for s in (sr["uuid"], second["uuid"]):
                 assert {h: c for h, c in counts(h1, s).items() if h != "host2"} == {"host1": "[4, 4]",
                                                                                    "host3": "[4, 4]"}
