@@ -7,7 +7,8 @@ runtime directory), on both stores, against in-process sanpath arrays on loopbac
 - sr create warns when the hosts disagree, and refuses with strict;
 - maintenance mode waits for NBD clients and times out with the host enabled again; with force the
   client is drained and closed, and every acknowledged write is on the LUN;
-- two clients on two hosts change the same SR and hosts at once, and the end state is consistent.
+- two clients on two hosts change the same SR and hosts at once, and the end state is consistent;
+- the rdac handler replugs the host's PBDs in new data-path processes running RDAC.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 
 from sanpath.export.nbd.client import NbdClient, NbdError
 from sanpath.mgmt.errors import KINDS
+from sanpath.target.config import quick_config
 from sanpath.target.server import TargetServer
 from sanpath.testing.inproc import running_target
 from sanpath.testing.mgmt import Plane, portals_of, running_plane, running_pool
@@ -220,3 +222,25 @@ async def test_two_clients_on_two_hosts_change_one_sr_at_once(store_url: str, ar
         assert all(p["plugged"] and p["currently_attached"] and p["error"] is None for p in final)
         for plane in (h1, h2):
             assert set(plane.supervisor.running) == {p["uuid"] for p in final if p["host"] == plane.host.uuid}
+
+
+async def test_the_rdac_handler_restarts_the_hosts_data_paths_with_rdac(store_url: str) -> None:
+    """The seed's MPP RDAC step: set in maintenance mode, it replugs every PBD of the host, each in a new
+    data-path process whose device runs the RDAC handler, prioritizer and checker."""
+    spec = quick_config(IQN, ["127.0.0.1:0", "127.0.0.2:0"], ["mem:8MiB"], profile="rdac")
+    async with running_target(spec=spec) as lsi, running_plane(store_url) as plane:
+        [scsi_id, *_] = await luns(plane, lsi)
+        sr = await ok(plane, "POST", "/srs", {"name_label": "lsi", "target": portals_of(lsi), "targetIQN": IQN,
+                                              "SCSIid": scsi_id})
+        pbd = sr["pbds"][0]["uuid"]
+        before = plane.supervisor.running[pbd].pid
+        await ok(plane, "POST", "/hosts/host1/maintenance", {"mode": "enter"})
+        result = await ok(plane, "POST", "/hosts/host1/multipathing", {"enabled": True, "handler": "rdac"})
+        assert result["multipath_handle"] == "rdac" and result["replugged"] == [pbd]
+        await ok(plane, "POST", "/hosts/host1/maintenance", {"mode": "exit"})
+        status = await plane.supervisor.status(pbd)
+        assert status is not None and status["pid"] != before
+        policy = status["policy"]
+        assert (policy["handler"], policy["prio"], policy["path_checker"],
+                policy["path_grouping_policy"]) == ("rdac", "rdac", "rdac", "group_by_prio")
+        assert counts(await ok(plane, "GET", f"/pbds/{pbd}")) == [2, 2]
