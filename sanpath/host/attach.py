@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sanpath.aio import within
+
 from .. import control
 from ..errors import ConfigError
 from ..export.nbd.server import NbdServer
@@ -157,7 +159,7 @@ class ExportService:
         flushed = True
         if self.device is not None:
             try:
-                await asyncio.wait_for(self.device.flush(), 30)
+                await within(self.device.flush(), 30)
             except Exception as e:
                 log.error("%s: the last flush failed: %s", self.device.wwid, e)
                 flushed = False

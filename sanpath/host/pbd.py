@@ -40,6 +40,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from sanpath.aio import within
+
 from ..errors import SanpathError
 from ..initiator.discovery import DiscoveredTarget
 from ..initiator.session import SessionConfig
@@ -208,7 +210,7 @@ class PbdService(ExportService):
             changed = self._changed
             if self.changes <= int(req.get("after", -1)):
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), min(float(req.get("timeout", 20.0)), 60.0))
+                    await within(changed.wait(), min(float(req.get("timeout", 20.0)), 60.0))
             return {"ok": True, "changes": self.changes}
         if req.get("op") == "exports" and self.export is not None and self.device is not None:
             if self.export.accepting != bool(req.get("accept", True)):

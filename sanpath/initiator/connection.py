@@ -16,6 +16,8 @@ import socket
 from collections.abc import Callable
 from typing import Protocol
 
+from sanpath.aio import within
+
 from ..errors import RemoteProtocolError
 from ..iscsi import pdu as P
 from ..iscsi.constants import BHS_LENGTH, DIGEST_LENGTH, Opcode
@@ -262,7 +264,7 @@ async def open_connection(sink_factory: Callable[[], PduSink], host: str, port: 
     loop = asyncio.get_running_loop()
     portal = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     sink = sink_factory()
-    _, protocol = await asyncio.wait_for(
+    _, protocol = await within(
         loop.create_connection(lambda: IscsiProtocol(sink, portal), host, port,
                                local_addr=(source, 0) if source else None),
         timeout)

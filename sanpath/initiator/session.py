@@ -21,6 +21,8 @@ import struct
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 
+from sanpath.aio import within
+
 from ..errors import (
     AuthenticationError,
     CommandTimeout,
@@ -212,7 +214,7 @@ class Session:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     raise TimeoutError
-                resp = await asyncio.wait_for(self._login_q.get(), remaining)
+                resp = await within(self._login_q.get(), remaining)
                 if isinstance(resp, str):
                     raise ConnectionLost(f"during login: {resp}", portal=self.portal, cause=resp)
                 if not isinstance(resp, P.LoginResponse):
@@ -624,7 +626,7 @@ class Session:
         self._send(P.TaskMgmtRequest(immediate=True, function=function, lun=P.lun_to_field(lun), itt=itt, rtt=rtt,
                                      cmdsn=self.cmdsn, expstatsn=self.expstatsn, refcmdsn=refcmdsn))
         try:
-            resp = await asyncio.wait_for(fut, timeout)
+            resp = await within(fut, timeout)
         finally:
             self._waiters.pop(itt, None)
         assert isinstance(resp, P.TaskMgmtResponse)
@@ -679,7 +681,7 @@ class Session:
         start = loop.time()
         self._send(P.NopOut(immediate=True, itt=itt, cmdsn=self.cmdsn, expstatsn=self.expstatsn, data=b"ping"))
         try:
-            await asyncio.wait_for(fut, timeout)
+            await within(fut, timeout)
         finally:
             self._waiters.pop(itt, None)
         return loop.time() - start
@@ -725,7 +727,7 @@ class Session:
             self._waiters[itt] = fut
             self._send(P.TextRequest(immediate=True, data=data, final=True, itt=itt, ttt=ttt, cmdsn=self.cmdsn,
                                      expstatsn=self.expstatsn))
-            resp = await asyncio.wait_for(fut, timeout)
+            resp = await within(fut, timeout)
             assert isinstance(resp, P.TextResponse)
             text = reassembler.feed(resp.data, resp.cont)
             if text is not None:
@@ -745,7 +747,7 @@ class Session:
             self._send(P.LogoutRequest(immediate=True, reason=LogoutReason.CLOSE_SESSION, itt=itt, cmdsn=self.cmdsn,
                                        expstatsn=self.expstatsn))
             with contextlib.suppress(IscsiError, TimeoutError):
-                await asyncio.wait_for(fut, timeout)
+                await within(fut, timeout)
         await self.close()
 
     async def close(self) -> None:
@@ -760,7 +762,7 @@ class Session:
         if conn is not None and conn.transport is not None:
             conn.transport.close()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(conn.closed), 5)
+                await within(asyncio.shield(conn.closed), 5)
 
     @property
     def logged_in(self) -> bool:

@@ -1,7 +1,7 @@
 """The host daemon's HTTP API (FastAPI): pool, hosts, PIFs, SRs, PBDs, messages; maintenance mode and
 multipath settings; /events (server-sent events of new messages) and /metrics (Prometheus). JSON in and
-out; errors as ``{"error", "code", "params", "message", "advice"}`` with XenServer's names and codes, and
-503 STORE_UNREACHABLE while the pool store is away (I/O is not touched by that). Secrets go in (CHAP on
+out; errors as ``{"error", "code", "params", "message", "advice"}`` with XenServer's names and codes (the
+store's STORE_UNREACHABLE is a 503 while it is away; I/O is not touched by that). Secrets go in (CHAP on
 sr probe/create) and never come out: every device-config shown has its secrets masked.
 
 Served on a root-only unix socket with no token, and on TCP only with TLS and a bearer token (the same
@@ -20,7 +20,6 @@ from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import SQLAlchemyError
 
 from .. import __version__
 from . import alerts, metrics
@@ -148,13 +147,6 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, tcp: bool = False) -> F
     async def _xen_error(_: Request, e: XenError) -> JSONResponse:
         return JSONResponse(e.to_json(), status_code=e.kind.http)
 
-    @app.exception_handler(SQLAlchemyError)
-    async def _store_error(_: Request, e: SQLAlchemyError) -> JSONResponse:
-        return JSONResponse(store_unreachable(e).to_json(), status_code=503)
-
-    @app.exception_handler(OSError)
-    async def _store_os_error(_: Request, e: OSError) -> JSONResponse:  # the driver's socket, before SQLAlchemy
-        return JSONResponse(store_unreachable(e).to_json(), status_code=503)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
@@ -174,8 +166,8 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, tcp: bool = False) -> F
                 try:
                     if await store.token_known(token):
                         known[digest] = now + TOKEN_CACHE
-                except SQLAlchemyError as e:
-                    return JSONResponse(store_unreachable(e).to_json(), status_code=503)
+                except XenError as e:  # STORE_UNREACHABLE
+                    return JSONResponse(e.to_json(), status_code=e.kind.http)
             if not token or known.get(digest, 0.0) < now:
                 return JSONResponse(XenError("UNAUTHORIZED", "a bearer token is needed over TCP").to_json(),
                                     status_code=401, headers={"WWW-Authenticate": "Bearer"})
@@ -268,8 +260,6 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, tcp: bool = False) -> F
                     await queue.put({"result": done})
                 except XenError as e:
                     await queue.put(e.to_json())
-                except SQLAlchemyError as e:
-                    await queue.put(store_unreachable(e).to_json())
                 finally:
                     await queue.put(None)
 
@@ -380,7 +370,9 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, tcp: bool = False) -> F
             while not await request.is_disconnected():
                 try:
                     new = [m for m in await store.messages(since=mark, priority=priority) if m.uuid not in seen]
-                except SQLAlchemyError:
+                except XenError as e:
+                    if e.name != "STORE_UNREACHABLE":
+                        raise
                     new = []  # the store is away: the stream waits for it
                 for m in new:
                     seen[m.uuid] = m.timestamp
@@ -407,8 +399,3 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, tcp: bool = False) -> F
         return Response(metrics.exposition(daemon.host.name_label, statuses), media_type=metrics.CONTENT_TYPE)
 
     return app
-
-
-def store_unreachable(e: BaseException) -> XenError:
-    reason = str(getattr(e, "orig", None) or e).splitlines()[0] if str(e) else type(e).__name__
-    return XenError("STORE_UNREACHABLE", f"the pool store is unreachable: {reason}", reason)

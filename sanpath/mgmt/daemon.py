@@ -20,6 +20,8 @@ import logging
 import time
 from typing import Any
 
+from sanpath.aio import within
+
 from ..host.pbd import FLUSH_FAILED
 from . import alerts, netlink
 from .errors import XenError
@@ -97,7 +99,7 @@ class HostDaemon:
                 await asyncio.sleep(interval)
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), interval)
+                await within(wake.wait(), interval)
             wake.clear()
 
     async def refresh_host(self) -> None:
@@ -246,22 +248,20 @@ class HostDaemon:
                                         error={}, observed_generation=pbd.generation)
         state = self.alerts.counts(pbd.uuid, active, maximum, time.monotonic())
         if state is not None:
-            await self._alert(pbd, str(status["wwid"]), active, maximum, state)
+            await self._alert(pbd, active, maximum, state)
 
-    async def _alert(self, pbd: PBD, scsi_id: str, current: int, maximum: int, state: str) -> None:
+    async def _alert(self, pbd: PBD, current: int, maximum: int, state: str) -> None:
         sr = await self.store.sr(pbd.sr_uuid)
         body = alerts.record(host=self.host.uuid, host_name=self.host.name_label, pbd=pbd.uuid, sr=sr.uuid,
-                             sr_name=sr.name_label, scsi_id=scsi_id, current=current, maximum=maximum, state=state,
-                             period=self.alerts.period)
+                             sr_name=sr.name_label, scsi_id=sr.scsi_id, current=current, maximum=maximum,
+                             state=state, period=self.alerts.period)
         await self.store.add_message(alerts.NAME, alerts.PRIORITY, "pool", self.pool_uuid, body, alerts.render(body))
         log.warning("%s", alerts.render(body))
 
     async def _repeat_alerts(self, pbds: dict[str, PBD]) -> None:
         for uuid, current, maximum in self.alerts.due(time.monotonic()):
-            pbd = pbds.get(uuid)
-            key = next((k for k in (pbd.other_config if pbd else {}) if k.startswith(MPATH)), None)
-            if pbd is not None and key is not None:
-                await self._alert(pbd, key[len(MPATH):], current, maximum, alerts.DEGRADED)
+            if (pbd := pbds.get(uuid)) is not None:
+                await self._alert(pbd, current, maximum, alerts.DEGRADED)
 
     def _apply_maintenance(self, uuid: str, status: dict[str, Any]) -> None:
         """A host in maintenance mode: its exports refuse new clients, and with force their clients are

@@ -36,6 +36,11 @@ def in_maintenance(host: Host) -> bool:
     return host.other_config.get(MAINTENANCE) == "true"
 
 
+def _check_handler(handler: str | None) -> None:
+    if handler is not None and handler not in HANDLERS:
+        raise XenError("VALUE_INVALID", f"handler {handler!r}: use dmp (DM-MP) or rdac (MPP RDAC)", handler)
+
+
 class HostOps:
     def __init__(self, workflow: Workflow) -> None:
         self.workflow = workflow
@@ -107,9 +112,8 @@ class HostOps:
         handler rdac (the seed's MPP RDAC, whose install ends in a reboot) every data-path process of the
         host starts anew, as it does for any change here."""
         host = await self.store.host(host.uuid)
+        _check_handler(handler)
         handler = handler or host.multipath_handle
-        if handler not in HANDLERS:
-            raise XenError("VALUE_INVALID", f"handler {handler!r}: use dmp (DM-MP) or rdac (MPP RDAC)", handler)
         if not in_maintenance(host):
             raise XenError("HOST_NOT_IN_MAINTENANCE_MODE", f"host {host.name_label} is not in maintenance mode: "
                            f"{RULE}", host.name_label)
@@ -144,8 +148,7 @@ class HostOps:
                       timeout: float = EVACUATE_TIMEOUT) -> list[dict[str, Any]]:
         """The pool's change, one host at a time: into maintenance mode, changed, out again (a host that
         was in maintenance mode already stays in it); stops at the first failure."""
-        if handler is not None and handler not in HANDLERS:
-            raise XenError("VALUE_INVALID", f"handler {handler!r}: use dmp (DM-MP) or rdac (MPP RDAC)", handler)
+        _check_handler(handler)
         done = []
         for host in await self.store.hosts():
             step = {"host": host.name_label, "uuid": host.uuid}

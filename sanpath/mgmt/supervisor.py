@@ -22,6 +22,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from sanpath.aio import within
+
 from .errors import KINDS, XenError
 
 log = logging.getLogger(__name__)
@@ -58,12 +60,12 @@ def held(lock_path: str) -> bool:
 async def ask(path: str, request: dict[str, Any], timeout: float = 3.0) -> dict[str, Any] | None:
     """One request on a control socket; None when nothing answers in time."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path, limit=1 << 22), timeout)
+        reader, writer = await within(asyncio.open_unix_connection(path, limit=1 << 22), timeout)
     except (TimeoutError, OSError):
         return None
     try:
         writer.write(json.dumps(request).encode() + b"\n")
-        line = await asyncio.wait_for(reader.readline(), timeout)
+        line = await within(reader.readline(), timeout)
         answer = json.loads(line) if line else None
         return answer if isinstance(answer, dict) else None
     except (TimeoutError, OSError, ValueError):
@@ -143,7 +145,7 @@ class Supervisor:
             proc.stdin.write(json.dumps(spec).encode() + b"\n")  # secrets travel here, never in argv
             await proc.stdin.drain()
             proc.stdin.close()
-            line = await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT)
+            line = await within(proc.stdout.readline(), READY_TIMEOUT)
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
@@ -155,7 +157,7 @@ class Supervisor:
             ready = {}
         if not isinstance(ready, dict) or not ready.get("ready"):
             try:
-                await asyncio.wait_for(proc.wait(), 10)
+                await within(proc.wait(), 10)
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
@@ -217,5 +219,5 @@ class Supervisor:
         self.running.pop(pbd, None)
         if dp.process is not None:
             with contextlib.suppress(TimeoutError):
-                return await asyncio.wait_for(dp.process.wait(), 5)
+                return await within(dp.process.wait(), 5)
         return None

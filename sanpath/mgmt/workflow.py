@@ -228,16 +228,17 @@ class Workflow:
             except XenError as e:
                 if e.name != "PBD_EXISTS":
                     raise
-        hosts_by_uuid = {h.uuid: h for h in await self.store.hosts()}
-        pbds = list(await asyncio.gather(*(self._plug_new(p, hosts_by_uuid.get(p.host_uuid)) for p in pbds)))
+        pbds = list(await asyncio.gather(*(self._plug_new(p) for p in pbds)))
         return sr, pbds, warnings
 
-    async def _plug_new(self, pbd: PBD, host: Host | None) -> PBD:
-        if host is not None and not host.enabled:
-            error = XenError("HOST_DISABLED", f"host {host.name_label} is disabled (maintenance mode), so PBD "
-                             f"{pbd.uuid} is made but not plugged", host.name_label, pbd.uuid)
-            return await self.store.update_pbd(pbd.uuid, error=error.to_json())
-        return await self.plug(pbd.uuid, raise_error=False)
+    async def _plug_new(self, pbd: PBD) -> PBD:
+        """Plug a new PBD; a disabled host's stays unplugged, with the refusal recorded on it."""
+        try:
+            return await self.plug(pbd.uuid, raise_error=False)
+        except XenError as e:
+            if e.name != "HOST_DISABLED":
+                raise
+            return await self.store.update_pbd(pbd.uuid, error=e.to_json())
 
     async def join(self, host: Host) -> list[PBD]:
         """A host new to the pool: a PBD for every shared SR, with its own copy of the secrets, each asked

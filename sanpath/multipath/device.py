@@ -51,6 +51,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from sanpath.aio import within
+
 from ..errors import (
     CommandTimeout,
     ConnectionLost,
@@ -371,7 +373,7 @@ class MultipathDevice:
         self._path_changed.clear()
         wait = None if limit is None else max(0.0, since + limit * self.policy.polling_interval - now)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._path_changed.wait(), wait)
+            await within(self._path_changed.wait(), wait)
         return since
 
     # --- fencing -------------------------------------------------------------------------------

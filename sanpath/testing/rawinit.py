@@ -14,6 +14,8 @@ import itertools
 import struct
 from dataclasses import dataclass, field
 
+from sanpath.aio import within
+
 from ..iscsi import pdu as P
 from ..iscsi import text as T
 from ..iscsi.auth import ChapInitiator
@@ -69,7 +71,7 @@ class RawSession:
                     self.expstatsn = (sn + 1) & 0xFFFFFFFF
                 return pdu
             try:
-                data = await asyncio.wait_for(self.reader.read(1 << 20), timeout)
+                data = await within(self.reader.read(1 << 20), timeout)
             except ConnectionResetError:
                 return None
             if not data:

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from sanpath.aio import within
 from sanpath.export.nbd import NbdServer, codec
+from sanpath.export.nbd.client import NbdClient, NbdError
 from sanpath.export.nbd.codec import Request
 from sanpath.export.nbd.constants import Cmd, CmdFlag, Errno, Info, Option, Rep, State, TransmissionFlag
 from sanpath.target.backstore import MemoryBackstore
@@ -63,7 +65,7 @@ async def served(tmp: Path) -> AsyncIterator[Served]:
 async def run(*args: str, ok: bool | None = True, timeout: float = 240) -> str:
     proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    out, _ = await within(proc.communicate(), timeout)
     text = out.decode(errors="replace")
     if ok is None:
         return text
@@ -236,7 +238,7 @@ async def test_option_too_large_then_go(served: Served) -> None:
 
 async def _eof(c: RawClient) -> bool:
     try:
-        return await asyncio.wait_for(c.reader.read(1 << 20), 10) == b"" or await _eof(c)
+        return await within(c.reader.read(1 << 20), 10) == b"" or await _eof(c)
     except ConnectionError:
         return True
 
@@ -389,18 +391,33 @@ async def test_close_answers_in_flight_requests_then_ends_every_connection(tmp: 
     for c in clients[:2]:
         await c.go(NAME)
     clients[0].send(Cmd.READ, 0, MiB)
-    await asyncio.wait_for(backstore.entered.wait(), 10)
+    await within(backstore.entered.wait(), 10)
     closing = asyncio.create_task(server.close())
     await asyncio.sleep(0.1)
     assert not closing.done()  # waiting for the read in flight
     backstore.gate.set()
     r = await clients[0].reply()
     assert r.error == 0 and bytes(r.data) == bytes(MiB)
-    await asyncio.wait_for(closing, 10)
+    await within(closing, 10)
     assert len(server.connections) == 0
     for c in clients:
         assert await _eof(c)
     assert not os.path.exists(sock)
+
+
+async def test_a_request_after_the_server_ended_the_connection_fails_at_once(served: Served) -> None:
+    """Maintenance mode's --force ends the clients: a request the client sends after that must fail, not
+    wait for ever for a reply that cannot come."""
+    client = await NbdClient.connect_unix(served.socket, NAME)
+    await client.write(0, bytes(4096))
+    assert await served.server.disconnect_clients(grace=1) == 1
+    assert client._receiver is not None
+    await within(asyncio.shield(client._receiver), 10)  # the client has seen the end of the connection
+    with pytest.raises(NbdError, match="closed the connection"):
+        await within(client.write(0, bytes(4096)), 10)
+    await client.close()
+    with pytest.raises(NbdError, match="this client closed"):
+        await within(client.flush(), 10)
 
 
 async def test_export_name_of_unknown_export_closes(served: Served) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from sanpath.aio import within
 from sanpath.export.nbd import NbdServer, codec
 from sanpath.export.nbd.constants import Option, Rep
 from sanpath.export.nbd.protocol import ExportInfo, Next, ServerHandshake
@@ -73,7 +74,7 @@ def tmp() -> Iterator[Path]:
 
 async def run(*args: str, ok: bool = True) -> str:
     proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(proc.communicate(), 240)
+    out, _ = await within(proc.communicate(), 240)
     text = out.decode(errors="replace")
     assert (proc.returncode == 0) == ok, f"{' '.join(args)} exited {proc.returncode}:\n{text}"
     return text

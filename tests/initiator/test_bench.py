@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sanpath.aio import within
 from sanpath.errors import IscsiError
 from sanpath.initiator.bench import MODES, Bench, BenchError, BenchSpec, Histogram, Progress, run_bench
 from sanpath.initiator.device import ScsiDevice
@@ -183,7 +184,7 @@ class BuggyReads(MemDevice):
 @pytest.mark.parametrize("driver", DRIVERS)
 async def test_a_bug_below_the_engine_ends_the_run_with_it(driver: str) -> None:
     with pytest.raises(ZeroDivisionError):
-        await asyncio.wait_for(run_bench(driven(BuggyReads(), driver), spec(rw="randread", verify=False,
+        await within(run_bench(driven(BuggyReads(), driver), spec(rw="randread", verify=False,
                                                                             seconds=30)), 10)
 
 
@@ -200,7 +201,7 @@ async def test_cancelling_a_callback_driven_run_stops_issuing() -> None:
         while dev.jobs:  # type: ignore[attr-defined]
             await asyncio.sleep(0.01)
 
-    await asyncio.wait_for(drained(), 10)  # the I/Os in flight end on their own, long before the 30 s...
+    await within(drained(), 10)  # the I/Os in flight end on their own, long before the 30 s...
     started = dev.started
     await asyncio.sleep(0.1)
     assert dev.started == started  # ...and none follows them

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from sanpath.aio import within
 from sanpath.errors import CommandTimeout, ConnectionLost, LoginError
 from sanpath.initiator.device import ScsiDevice
 from sanpath.initiator.session import Session, SessionConfig
@@ -48,7 +49,7 @@ async def test_target_killed_mid_io_fails_every_command_with_a_typed_error(kind:
             running = asyncio.ensure_future(load(dev))
             await asyncio.sleep(0.3)
             t.process.send_signal(signal.SIGKILL)
-            results = await asyncio.wait_for(running, HANG_GUARD)
+            results = await within(running, HANG_GUARD)
     else:
         async with array(kind, tmp_path) as a:
             session = await Session.open(SessionConfig(a.host, a.port, a.iqn))
@@ -57,7 +58,7 @@ async def test_target_killed_mid_io_fails_every_command_with_a_typed_error(kind:
             await asyncio.sleep(0.3)
             tgtd = next(p for p in _tgtd_pids())
             os.kill(tgtd, signal.SIGKILL)
-            results = await asyncio.wait_for(running, HANG_GUARD)
+            results = await within(running, HANG_GUARD)
     assert all(isinstance(r, ConnectionLost) for r in results), results
     assert all(r.portal == session.portal for r in results if isinstance(r, ConnectionLost))
     with pytest.raises(ConnectionLost):
@@ -88,7 +89,7 @@ async def test_black_holed_portal_is_detected_by_nop_not_tcp() -> None:
         await dev.write(0, os.urandom(4096))
         proxy.blackhole()  # no RST, no FIN: only liveness can tell
         with pytest.raises(ConnectionLost) as exc:
-            await asyncio.wait_for(dev.read(0, 4096), HANG_GUARD)
+            await within(dev.read(0, 4096), HANG_GUARD)
         assert "NOP-Out" in exc.value.cause
         await session.close()
         await proxy.stop()
@@ -111,8 +112,8 @@ async def test_unit_attention_after_reconnect_is_retried() -> None:
         before = session.unit_attentions
         proxy.reset_all()
         with pytest.raises(ConnectionLost):  # what was in flight (nothing here, the next command) fails...
-            await asyncio.wait_for(dev.read(0, 8192), HANG_GUARD)
-        back = await asyncio.wait_for(dev.read(0, 8192), HANG_GUARD)  # ...then the session is back
+            await within(dev.read(0, 8192), HANG_GUARD)
+        back = await within(dev.read(0, 8192), HANG_GUARD)  # ...then the session is back
         assert back == data
         assert session.unit_attentions == before + 1  # the UNIT ATTENTION was seen and retried
         assert proxy.accepted == 2
@@ -125,7 +126,7 @@ async def test_wrong_chap_secret_is_one_clear_error_and_no_retry_storm(tmp_path:
         config = SessionConfig(host, port, a.iqn, chap=ChapCredentials("initiator-user", b"wrong-secret-123456"),
                                reconnect=True, reconnect_backoff=0.01)
         with pytest.raises(LoginError) as exc:
-            await asyncio.wait_for(Session.open(config), HANG_GUARD)
+            await within(Session.open(config), HANG_GUARD)
         assert exc.value.status == 0x0201
         assert "CHAP" in str(exc.value) and "secret" in str(exc.value)
         await asyncio.sleep(0.5)
@@ -143,9 +144,9 @@ async def test_reconnect_gives_up_after_bounded_attempts() -> None:
         proxy.blackhole()
         proxy.reset_all()  # the session drops; every reconnect now lands in the black hole
         with pytest.raises(ConnectionLost):
-            await asyncio.wait_for(dev.read(0, 512), HANG_GUARD)
+            await within(dev.read(0, 512), HANG_GUARD)
         with pytest.raises(ConnectionLost) as exc:
-            await asyncio.wait_for(dev.read(0, 512), HANG_GUARD)
+            await within(dev.read(0, 512), HANG_GUARD)
         assert "gave up" in str(exc.value)
         assert proxy.accepted == 1 + 3
         await session.close()
@@ -168,7 +169,7 @@ async def test_stuck_command_is_aborted_and_reported() -> None:
 
         lu.execute = stuck  # type: ignore[method-assign]
         with pytest.raises(CommandTimeout):
-            await asyncio.wait_for(dev.read(0, 512), HANG_GUARD)
+            await within(dev.read(0, 512), HANG_GUARD)
         lu.execute = original  # type: ignore[method-assign]
         gate.set()
         assert session.logged_in  # ABORT TASK cleared it: the session is intact
@@ -195,8 +196,8 @@ async def test_a_short_timeout_issued_after_a_long_one_still_fires_first() -> No
         long = asyncio.ensure_future(session.execute(0, read_16(1, 1), read_length=512, timeout=HANG_GUARD))
         await asyncio.sleep(0.1)
         with pytest.raises(CommandTimeout):
-            await asyncio.wait_for(session.execute(0, read_16(1, 1), read_length=512, timeout=0.3), HANG_GUARD / 2)
+            await within(session.execute(0, read_16(1, 1), read_length=512, timeout=0.3), HANG_GUARD / 2)
         assert not long.done()  # its deadline is far away: not aborted with the short one
         gate.set()
-        assert (await asyncio.wait_for(long, HANG_GUARD)).status == 0
+        assert (await within(long, HANG_GUARD)).status == 0
         await session.logout()

@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from sanpath.aio import within
 from sanpath.errors import ConnectionLost, ScsiCommandError
 from sanpath.initiator.device import MAX_TRANSFER, ScsiDevice
 from sanpath.initiator.session import Session, SessionConfig
@@ -33,7 +34,7 @@ async def io(dev: ScsiDevice, offset: int, buffer: bytearray, is_read: bool) -> 
 
     dev.start_io(offset, buffer, is_read, done)
     called_back_inside = False
-    return await asyncio.wait_for(outcome, HANG_GUARD)
+    return await within(outcome, HANG_GUARD)
 
 
 async def logged_in(session: Session) -> None:
@@ -83,7 +84,7 @@ async def test_start_io_reports_a_lost_connection_then_retries_the_unit_attentio
         before = session.unit_attentions
         proxy.reset_all()
         assert isinstance(await io(dev, 0, bytearray(8192), True), ConnectionLost)
-        await asyncio.wait_for(logged_in(session), HANG_GUARD)  # so the next read takes the fast path
+        await within(logged_in(session), HANG_GUARD)  # so the next read takes the fast path
         back = bytearray(8192)
         assert await io(dev, 0, back, True) is None  # the UNIT ATTENTION it met was retried
         assert back == data

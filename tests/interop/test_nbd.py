@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from sanpath.aio import within
 from sanpath.export.nbd import NbdServer
 from sanpath.initiator.discovery import DiscoveredTarget
 from sanpath.initiator.session import SessionConfig
@@ -28,7 +29,7 @@ GiB = 1 << 30
 async def run(*args: str, timeout: float = 280) -> str:
     proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    out, _ = await within(proc.communicate(), timeout)
     text = out.decode(errors="replace")
     assert proc.returncode == 0, f"{' '.join(args)} exited {proc.returncode}:\n{text}"
     return text

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
+from sanpath.aio import within
 from sanpath.errors import NoPathError
 from sanpath.initiator.discovery import DiscoveredTarget
 from sanpath.initiator.session import SessionConfig
@@ -129,7 +130,7 @@ async def test_cable_pull_during_verified_writes_loses_nothing(fault: str) -> No
         await wait_until(lambda: victim.state.usable, "the path to come back")
         await wait_until(lambda: victim.ios > ios_on_victim + 10, "the path to carry I/O again")
         stop.set()
-        stats = await asyncio.wait_for(load, HANG_GUARD)
+        stats = await within(load, HANG_GUARD)
         assert stats["errors"] == 0 and stats["verify_failures"] == 0, stats
         assert stats["ios"] > 0
         kinds = [e.kind for e in r.device.events if e.path == victim.name]
@@ -153,7 +154,7 @@ async def test_all_paths_down_with_queue_then_restored() -> None:
         assert not pending.done()  # queued, not failed
         for p in r.proxies:
             p.restore()
-        await asyncio.wait_for(pending, HANG_GUARD)
+        await within(pending, HANG_GUARD)
         assert await r.device.read(0, 131072) == data + data
 
 
@@ -164,7 +165,7 @@ async def test_all_paths_down_with_fail_after_intervals() -> None:
             p.reset_all()
         await wait_until(lambda: r.device.active_paths == 0, "every path to fail")
         with pytest.raises(NoPathError) as exc:
-            await asyncio.wait_for(r.device.read(0, 4096), HANG_GUARD)
+            await within(r.device.read(0, 4096), HANG_GUARD)
         assert "no_path_retry 2" in str(exc.value) and "0 of 2 paths up" in str(exc.value)
 
 

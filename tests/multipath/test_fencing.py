@@ -14,6 +14,7 @@ from pathlib import Path as FsPath
 
 import pytest
 
+from sanpath.aio import within
 from sanpath.initiator.discovery import DiscoveredTarget
 from sanpath.initiator.session import SessionConfig
 from sanpath.multipath.device import MultipathDevice
@@ -89,7 +90,7 @@ async def test_stale_write_never_overwrites_a_newer_one(tmp_path: FsPath, profil
             done, _ = await asyncio.wait([w1], timeout=1.0)
             assert not done, "the write was acknowledged while its first copy could still land"
             gate.set()
-            await asyncio.wait_for(w1, 30)
+            await within(w1, 30)
             assert landed.is_set()  # the fence waited for the held write
             await device.write(VICTIM, new)  # the newer write
             assert await device.read(VICTIM, 4096) == new

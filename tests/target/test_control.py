@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from sanpath.aio import within
 from sanpath.errors import ConnectionLost
 from sanpath.initiator.device import ScsiDevice
 from sanpath.initiator.discovery import discover
@@ -30,7 +31,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 async def session(portal: str, iqn: str = IQN) -> ScsiDevice:
     host, port = portal.rsplit(":", 1)
-    s = await asyncio.wait_for(Session.open(SessionConfig(host, int(port), iqn, nop_interval=0, login_timeout=5)), 30)
+    s = await within(Session.open(SessionConfig(host, int(port), iqn, nop_interval=0, login_timeout=5)), 30)
     return await ScsiDevice(s, 0).open()
 
 
@@ -48,7 +49,7 @@ def test_fault_and_status_commands(tmp_path: Path) -> None:
             assert proc.returncode == 0, proc.stderr
             assert proc.stdout.startswith("f1 portal-down active")
             with pytest.raises(ConnectionLost):
-                await asyncio.wait_for(dev.read(0, 512), 30)
+                await within(dev.read(0, 512), 30)
             with pytest.raises(ConnectionLost):
                 await session(t.portals[0])
             other = await session(t.portals[1])

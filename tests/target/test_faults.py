@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
+from sanpath.aio import within
 from sanpath.errors import CommandTimeout, ConnectionLost, ScsiCommandError
 from sanpath.initiator.device import ScsiDevice
 from sanpath.initiator.session import Session, SessionConfig
@@ -30,7 +31,7 @@ async def open_dev(server: TargetServer, portal: int = 0, **kw: object) -> ScsiD
     host, port = server.portals[portal]
     opts: dict[str, object] = {"nop_interval": 0, "login_timeout": 5, "command_timeout": 10, **kw}
     cfg = SessionConfig(host, port, TEST_IQN, **opts)  # type: ignore[arg-type]
-    session = await asyncio.wait_for(Session.open(cfg), HANG_GUARD)
+    session = await within(Session.open(cfg), HANG_GUARD)
     return await ScsiDevice(session, 0).open()
 
 
@@ -44,7 +45,7 @@ async def until(check: Callable[[], bool]) -> None:
 
 async def fails_with(exc: type[BaseException], aw: Awaitable[object]) -> BaseException:
     with pytest.raises(exc) as info:
-        await asyncio.wait_for(aw, HANG_GUARD)
+        await within(aw, HANG_GUARD)
     return info.value
 
 

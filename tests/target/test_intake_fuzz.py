@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sanpath.aio import within
 from sanpath.iscsi import pdu as P
 from sanpath.iscsi.constants import RejectReason
 from sanpath.target.server import TargetServer
@@ -139,7 +140,7 @@ async def test_garbage_before_login_closes(target: TargetServer) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + bytes(100))
     await writer.drain()
-    data = await asyncio.wait_for(reader.read(), 10)
+    data = await within(reader.read(), 10)
     assert data == b"" and reader.at_eof()  # closed without an answer: it never was iSCSI
     writer.close()
 
@@ -196,5 +197,5 @@ async def test_random_pdus_never_break_the_server(blob: bytes, opcode: int) -> N
         header[5:8] = min(len(blob) - 48 if len(blob) > 48 else 0, 0xFFFFFF).to_bytes(3, "big")
         await s.send_raw(bytes(header) + blob[48:] + bytes(-len(blob[48:]) % 4))
         with contextlib.suppress(Exception):  # a Reject, a close or silence are all acceptable here
-            await asyncio.wait_for(s.recv(timeout=0.3), 0.5)
+            await within(s.recv(timeout=0.3), 0.5)
         await healthy(server, bystander)

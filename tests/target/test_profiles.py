@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
+from sanpath.aio import within
 from sanpath.initiator.device import ScsiDevice
 from sanpath.initiator.discovery import DiscoveredTarget, discover
 from sanpath.initiator.session import Session, SessionConfig
@@ -58,7 +59,7 @@ async def iscsi_ls(host: str, port: int) -> set[tuple[str, str]]:
     """(IQN, portal) pairs libiscsi's iscsi-ls reports; run as a subprocess so the target keeps serving."""
     proc = await asyncio.create_subprocess_exec("iscsi-ls", f"iscsi://{host}:{port}",
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), HANG_GUARD)
+    out, err = await within(proc.communicate(), HANG_GUARD)
     assert proc.returncode == 0, err
     pairs = set()
     for line in out.decode().splitlines():

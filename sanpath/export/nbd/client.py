@@ -27,6 +27,7 @@ class NbdClient:
         self._cookie = 0
         self._pending: dict[int, tuple[Request, asyncio.Future[None], memoryview | None]] = {}
         self._receiver: asyncio.Task[None] | None = None
+        self._ended: str | None = None  # why replies stopped: every later request fails at once with it
 
     @classmethod
     async def connect_unix(cls, path: str, name: str) -> NbdClient:
@@ -70,6 +71,8 @@ class NbdClient:
         except (asyncio.IncompleteReadError, ConnectionError, RemoteProtocolError) as e:
             error = e if isinstance(e, RemoteProtocolError) else error
         finally:
+            if self._ended is None:
+                self._ended = str(error)
             for _, fut, _ in self._pending.values():
                 if not fut.done():
                     fut.set_exception(error)
@@ -77,6 +80,8 @@ class NbdClient:
 
     async def _call(self, cmd: int, offset: int, length: int, payload: bytes | memoryview = b"",
                     into: memoryview | None = None, flags: int = 0) -> None:
+        if self._ended is not None:  # nothing would ever answer it
+            raise NbdError(f"no request can be sent: {self._ended}")
         self._cookie += 1
         req = Request(flags, cmd, self._cookie, offset, length)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -97,6 +102,7 @@ class NbdClient:
         await self._call(Cmd.FLUSH, 0, 0)
 
     async def close(self) -> None:
+        self._ended = "this client closed the connection"
         with contextlib.suppress(ConnectionError):
             self.writer.write(codec.encode_request(Request(0, Cmd.DISC, 0, 0, 0)))
         self.writer.close()

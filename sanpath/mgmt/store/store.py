@@ -9,15 +9,16 @@ import hashlib
 import os
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, select, text, update
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from ..errors import XenError
 from ..poolkey import PoolKey
@@ -27,6 +28,9 @@ T = TypeVar("T", bound=Base)
 _MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 CONNECT_TIMEOUT = 5.0  # seconds (PostgreSQL)
 COMMAND_TIMEOUT = 30.0
+# what a store that is away raises: the driver's socket errors (asyncpg's connect does not wrap them),
+# timeouts, and the DBAPI's own connection errors
+UNREACHABLE = (OSError, TimeoutError, OperationalError, InterfaceError)
 DUMP_FORMAT = "sanpath-pool-dump"
 DUMP_VERSION = 1
 _TABLES = (Pool, Host, PIF, SR, PBD, Secret, Message, ApiToken)  # parents before children
@@ -46,7 +50,17 @@ class Store:
     def __init__(self, engine: AsyncEngine, url: str) -> None:
         self.engine = engine
         self.url = url
-        self._session = async_sessionmaker(engine, expire_on_commit=False)
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncSession]:
+        """A session; a store that cannot be reached (the server down, its socket gone, no answer) is
+        STORE_UNREACHABLE, whichever driver and step found it out."""
+        try:
+            async with self._sessions() as s:
+                yield s
+        except UNREACHABLE as e:
+            raise unreachable(e) from None
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -95,8 +109,11 @@ class Store:
         it, so that hosts whose clocks disagree still agree on who is live."""
         if self.engine.dialect.name != "postgresql":
             return time.time()  # SQLite: one host, one clock
-        async with self.engine.connect() as conn:
-            return float((await conn.execute(text("SELECT extract(epoch FROM clock_timestamp())"))).scalar_one())
+        try:
+            async with self.engine.connect() as conn:
+                return float((await conn.execute(text("SELECT extract(epoch FROM clock_timestamp())"))).scalar_one())
+        except UNREACHABLE as e:
+            raise unreachable(e) from None
 
     # --- generic ---------------------------------------------------------------------------------------
 
@@ -408,6 +425,11 @@ class Store:
             raise XenError("VALUE_INVALID", f"pool dump: rows break the schema's rules: {str(e.orig).splitlines()[0]}",
                            advice="The dump is damaged; restore an intact one.") from None
         return counts
+
+
+def unreachable(e: BaseException) -> XenError:
+    reason = str(getattr(e, "orig", None) or e).splitlines()[0] if str(e) else type(e).__name__
+    return XenError("STORE_UNREACHABLE", f"the pool store is unreachable: {reason}", reason)
 
 
 def token_digest(token: str) -> str:

@@ -23,8 +23,9 @@ command timeout rather than cancelling it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
+
+from sanpath.aio import within
 
 from ...initiator.session import CommandResult, Session
 from ...scsi.constants import SenseKey, Status
@@ -79,7 +80,7 @@ async def bounded(path: Path, timeout: float, probe: Callable[[Session], Awaitab
     if session is None or not session.logged_in:
         return CheckResult.DOWN, "session not logged in"
     try:
-        return await asyncio.wait_for(probe(session), timeout)
+        return await within(probe(session), timeout)
     except TimeoutError:
         return CheckResult.DOWN, f"no answer within {timeout:g} s"
     except Exception as e:  # transport errors, aborted commands, protocol errors: all mean "down"

@@ -4,8 +4,9 @@ PORT GROUPS (SPC-4 6.45); with implicit ALUA only, there is nothing to ask: the 
 
 from __future__ import annotations
 
-import asyncio
 import struct
+
+from sanpath.aio import within
 
 from ...errors import SanpathError
 from ..path import Path
@@ -21,7 +22,7 @@ class DmpHandler:
         if device is None:
             return False, "no session"
         try:
-            std = await asyncio.wait_for(device.inquiry(), timeout)
+            std = await within(device.inquiry(), timeout)
             if not std.tpgs & 0x2:
                 return False, "the array has implicit ALUA only; waiting for it to move"
             tpg = path.tpg_id
@@ -29,7 +30,7 @@ class DmpHandler:
                 return False, "target port group unknown (alua prioritizer not in use)"
             params = bytes(4) + struct.pack(">BBH", ACTIVE_OPTIMIZED, 0, tpg)
             cdb = struct.pack(">BB4xIxB", 0xA4, 0x0A, len(params), 0)  # MAINTENANCE OUT / SET TPG
-            await asyncio.wait_for(device.command(cdb, data_out=params), timeout)
+            await within(device.command(cdb, data_out=params), timeout)
         except (SanpathError, TimeoutError) as e:
             return False, f"SET TARGET PORT GROUPS failed: {e or 'timed out'}"
         return True, f"SET TARGET PORT GROUPS: port group {tpg} active/optimized"

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import struct
 
+from sanpath.aio import within
+
 from ...errors import SanpathError
 from ..path import Path
 
@@ -40,7 +42,7 @@ class RdacHandler:
         cdb = struct.pack(">BBxxxxxHB", 0x55, 0x10, len(params), 0)  # MODE SELECT (10), PF=1
         for _ in range(5):  # command lock contention (91h/36h) and quiescence are retried
             try:
-                await asyncio.wait_for(device.command(cdb, data_out=params), timeout)
+                await within(device.command(cdb, data_out=params), timeout)
                 return True, f"LUN {path.spec.lun} ownership moved to the controller behind {path.spec.portal}"
             except (SanpathError, TimeoutError) as e:
                 reason = str(e) or "timed out"

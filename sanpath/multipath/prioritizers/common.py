@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+
+from sanpath.aio import within
 
 from ...initiator.session import Session
 from ..path import Path
@@ -24,7 +25,7 @@ async def bounded(name: str, path: Path, timeout: float, probe: Callable[[Sessio
     if session is None or not session.logged_in:
         return PRIO_UNDEF
     try:
-        return await asyncio.wait_for(probe(session), timeout)
+        return await within(probe(session), timeout)
     except TimeoutError:
         log.warning("%s: %s prioritizer: no answer within %g s", path.name, name, timeout)
     except Exception as e:  # transport and SCSI errors alike: the priority is unknown
