@@ -35,16 +35,16 @@ async def _dump_tasks_before_timeout(request: pytest.FixtureRequest) -> AsyncIte
         yield
         return
     loop = asyncio.get_running_loop()
+    delay = max(seconds - DUMP_LEAD, 1.0)
 
     def dump() -> None:
-        print(f"--- {len(asyncio.all_tasks(loop))} asyncio tasks, {seconds - DUMP_LEAD:.0f} s into the test ---",
-              file=sys.stderr)
+        print(f"--- {len(asyncio.all_tasks(loop))} asyncio tasks, {delay:.0f} s into the test ---", file=sys.stderr)
         for task in asyncio.all_tasks(loop):
             print(f"{task.get_name()}:", file=sys.stderr)
             for where in awaiting(task.get_coro()):
                 print(f"    {where}", file=sys.stderr)
 
-    handle = loop.call_later(max(seconds - DUMP_LEAD, 1.0), dump)
+    handle = loop.call_later(delay, dump)
     try:
         yield
     finally:
