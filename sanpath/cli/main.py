@@ -10,6 +10,7 @@ from .. import __version__
 from .alerts import alerts
 from .attach import attach, status
 from .demo import demo
+from .doctor import doctor
 from .host import host
 from .initiator import COMMANDS as INITIATOR_COMMANDS
 from .lab import lab
@@ -37,6 +38,7 @@ cli.add_command(target)
 cli.add_command(lab)
 cli.add_command(alerts)
 cli.add_command(xe)
+cli.add_command(doctor)
 for _group in (pool, host, pif, sr, pbd):
     cli.add_command(_group)
 for _command in INITIATOR_COMMANDS:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from .. import __version__
 from . import alerts, metrics
+from .advisor import service as advisor_service
 from .daemon import HostDaemon
 from .errors import XenError
 from .maintenance import EVACUATE_TIMEOUT, HostOps, in_maintenance
@@ -388,6 +389,11 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, tcp: bool = False) -> F
                 await asyncio.sleep(EVENTS_POLL)
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/doctor")
+    async def doctor(host: str | None = None) -> dict[str, Any]:
+        """The advisor's findings for the pool (``host``: that host's and the pool-wide ones)."""
+        return await advisor_service.pool_report(store, workflow.key, await this_host(), host)
 
     @app.get("/metrics")
     async def get_metrics() -> Response:

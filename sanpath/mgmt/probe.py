@@ -15,6 +15,8 @@ from ..initiator.device import ScsiDevice
 from ..initiator.discovery import DiscoveredTarget, parse_send_targets
 from ..initiator.session import Session, SessionConfig
 from ..multipath.sense import ghost_reason
+from ..scsi.constants import Association, DesignatorType
+from ..scsi.parse import parse_device_identification
 
 DEFAULT_PORT = 3260
 CONNECT_TIMEOUT = 3.0  # connect + login: a dead portal costs at most this
@@ -84,8 +86,9 @@ class LunRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class _Seen:
-    """One LUN as one path shows it."""
+class SeenLun:
+    """One LUN as one path shows it: standard INQUIRY (vendor, product, TPGS), the unit serial, the SCSIid,
+    and the target port group and relative target port of the port it was seen through (VPD 83h)."""
 
     portal: str
     address: str
@@ -96,10 +99,39 @@ class _Seen:
     serial: str
     scsi_id: str
     size: int | None  # None: the path is standby (ghost), so READ CAPACITY failed
+    product: str = ""
+    tpgs: int = 0
+    port_group: int | None = None
+    relative_port: int | None = None
 
 
-async def _read_lun(device: ScsiDevice) -> tuple[str, str, str, int | None] | None:
-    """(vendor, serial, SCSIid, size) of a disk LUN; None for anything else (tgtd's controller LUN 0)."""
+@dataclass(frozen=True, slots=True)
+class _LunInfo:
+    vendor: str
+    product: str
+    tpgs: int
+    serial: str
+    scsi_id: str
+    size: int | None
+    port_group: int | None
+    relative_port: int | None
+
+
+def _port_designators(vpd83: bytes) -> tuple[int | None, int | None]:
+    """(target port group, relative target port) from VPD 83h's target-port designators (SPC-4 7.8.6.7-8)."""
+    group = relative = None
+    for d in parse_device_identification(vpd83):
+        if d.association != Association.TARGET_PORT or len(d.value) < 4:
+            continue
+        if d.designator_type == DesignatorType.TARGET_PORT_GROUP:
+            group = int.from_bytes(d.value[2:4], "big")
+        elif d.designator_type == DesignatorType.RELATIVE_TARGET_PORT:
+            relative = int.from_bytes(d.value[2:4], "big")
+    return group, relative
+
+
+async def _read_lun(device: ScsiDevice) -> _LunInfo | None:
+    """A disk LUN as this path shows it; None for anything else (tgtd's controller LUN 0)."""
     std = await device.inquiry()
     if std.peripheral_qualifier != 0 or std.peripheral_device_type != 0:
         return None
@@ -111,6 +143,7 @@ async def _read_lun(device: ScsiDevice) -> tuple[str, str, str, int | None] | No
         except ScsiCommandError:
             serial = ""
     scsi_id = await device.scsi_id()
+    group, relative = _port_designators(await device.vpd(0x83)) if 0x83 in pages else (None, None)
     size: int | None
     try:
         size = (await device.open()).size
@@ -118,17 +151,17 @@ async def _read_lun(device: ScsiDevice) -> tuple[str, str, str, int | None] | No
         if ghost_reason(e.sense) is None:
             raise
         size = None
-    return std.vendor, serial, scsi_id, size
+    return _LunInfo(std.vendor, std.product, std.tpgs, serial, scsi_id, size, group, relative)
 
 
-async def _probe_one(record: DiscoveredTarget, base: SessionConfig, errors: dict[str, Exception]) -> list[_Seen]:
+async def _probe_one(record: DiscoveredTarget, base: SessionConfig, errors: dict[str, Exception]) -> list[SeenLun]:
     where = f"{record.portal}/{record.iqn}"
     try:
         session = await Session.open(_probe_config(base, record.address, record.port, record.iqn))
     except ProbeError as e:
         errors[where] = e
         return []
-    out: list[_Seen] = []
+    out: list[SeenLun] = []
     try:
         luns = await ScsiDevice(session, 0).report_luns()
         for lun in luns:
@@ -138,9 +171,9 @@ async def _probe_one(record: DiscoveredTarget, base: SessionConfig, errors: dict
                 errors[f"{where}/{lun}"] = e
                 continue
             if info is not None:
-                vendor, serial, scsi_id, size = info
-                out.append(_Seen(record.portal, record.address, record.port, record.iqn, lun, vendor, serial,
-                                 scsi_id, size))
+                out.append(SeenLun(record.portal, record.address, record.port, record.iqn, lun, info.vendor,
+                                   info.serial, info.scsi_id, info.size, info.product, info.tpgs, info.port_group,
+                                   info.relative_port))
     except ProbeError as e:
         errors[where] = e
     finally:
@@ -148,8 +181,8 @@ async def _probe_one(record: DiscoveredTarget, base: SessionConfig, errors: dict
     return out
 
 
-def _merge(seen: Sequence[_Seen], errors: dict[str, Exception]) -> list[LunRecord]:
-    groups: dict[str, list[_Seen]] = {}
+def _merge(seen: Sequence[SeenLun], errors: dict[str, Exception]) -> list[LunRecord]:
+    groups: dict[str, list[SeenLun]] = {}
     for s in seen:  # a LUN with no SCSIid cannot be matched across paths: it stands alone
         groups.setdefault(s.scsi_id or f"\0{s.portal}/{s.iqn}/{s.lun}", []).append(s)
     out = []
@@ -172,12 +205,20 @@ async def probe_luns(records: list[DiscoveredTarget], config: SessionConfig,
     Every session is logged out before returning. Errors are keyed "ip:port/iqn" for a login or REPORT
     LUNS that failed (that path is skipped), "ip:port/iqn/lun" for one LUN, and the SCSIid for paths that
     disagree on a LUN's size."""
+    seen, errors = await probe_paths(records, config)
+    return _merge(seen, errors), errors
+
+
+async def probe_paths(records: list[DiscoveredTarget], config: SessionConfig,
+                      ) -> tuple[list[SeenLun], dict[str, Exception]]:
+    """Every disk LUN as every (portal, IQN) shows it, unmerged (the advisor's view), with the errors keyed
+    as ``probe_luns`` keys them. One login per (portal, IQN), all at once, each logged out."""
     unique: dict[tuple[str, int, str], DiscoveredTarget] = {}
     for r in records:  # one login per (portal, IQN), whatever the portal group tags say
         unique.setdefault((r.address, r.port, r.iqn), r)
     errors: dict[str, Exception] = {}
     found = await asyncio.gather(*(_probe_one(r, config, errors) for r in unique.values()))
-    return _merge([s for group in found for s in group], errors), errors
+    return [s for group in found for s in group], errors
 
 
 # --- the XML, as sr-probe prints it ----------------------------------------------------------------

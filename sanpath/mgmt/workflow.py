@@ -347,8 +347,8 @@ class Workflow:
 
     async def set_iqn(self, host: Host, iqn: str) -> Host:
         check_iqn(iqn)
-        for other in await self.store.hosts():
-            if other.iqn == iqn and other.uuid != host.uuid:
+        for other in await self.store.hosts():  # iSCSI names compare without case (RFC 3722)
+            if other.iqn.lower() == iqn.lower() and other.uuid != host.uuid:
                 raise XenError("IQN_IN_USE", f"IQN {iqn} is host {other.name_label}'s ({other.uuid}); host "
                                f"{host.name_label} cannot take it too", iqn, other.name_label, host.name_label)
         attached = [p for p in await self.store.pbds(host_uuid=host.uuid) if p.currently_attached]
@@ -359,7 +359,7 @@ class Workflow:
         for sr in await self.store.srs():
             targets = {sr.device_config.get("targetIQN", "")} | {
                 i for _, _, i in parse_multi_session(sr.device_config.get("multiSession", ""))}
-            if iqn in targets:
+            if iqn.lower() in {t.lower() for t in targets}:
                 raise XenError("IQN_IN_USE", f"IQN {iqn} is the name of a target of SR {sr.name_label} "
                                f"({sr.uuid}); host {host.name_label} cannot take it", iqn, sr.uuid)
         return await self.store.update_host(host.uuid, iqn=iqn)

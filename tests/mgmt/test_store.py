@@ -60,6 +60,9 @@ async def test_iqns_names_and_pbds_are_unique(store_url: str, tmp_path: Path) ->
         with pytest.raises(XenError, match="host a") as e:
             await store.add_host("b", "iqn.2026-12.com.example:a")
         assert e.value.name == "IQN_IN_USE"
+        with pytest.raises(XenError) as e:  # iSCSI names compare without case (RFC 3722)
+            await store.add_host("b", "IQN.2026-12.COM.EXAMPLE:A")
+        assert e.value.name == "IQN_IN_USE"
         with pytest.raises(XenError, match="named 'a'"):
             await store.add_host("a", "iqn.2026-12.com.example:other")
         sr = await store.create_sr("sr", "36001405bb", {}, {})
@@ -70,6 +73,20 @@ async def test_iqns_names_and_pbds_are_unique(store_url: str, tmp_path: Path) ->
         with pytest.raises(XenError) as e:
             await store.pbd("no-such-uuid")
         assert e.value.name == "HANDLE_INVALID"
+    finally:
+        await store.close()
+
+
+async def test_a_nul_character_is_a_clear_error_not_a_crash(store_url: str) -> None:
+    """PostgreSQL text cannot hold NUL; a reference with one (any client may send it) is no such object
+    on SQLite and VALUE_INVALID on PostgreSQL, never an unhandled driver error."""
+    store = await Store.open(store_url)
+    try:
+        await store.add_host("h", "iqn.2026-12.com.example:h")
+        with pytest.raises(XenError) as e:
+            await store.host("h\x00")
+        assert e.value.name == ("HANDLE_INVALID" if store_url.startswith("sqlite") else "VALUE_INVALID")
+        assert [h.name_label for h in await store.hosts()] == ["h"]  # the store still answers
     finally:
         await store.close()
 

@@ -194,11 +194,18 @@ async def test_a_plug_with_no_answering_portal_fails_with_iscsi_target(plane: Pl
     assert not recorded["currently_attached"] and recorded["error"]["error"] == "ISCSITarget"
 
 
+def shout(iqn: str) -> str:
+    """The IQN with its unique part in upper case: the same iSCSI name (RFC 3722 folds case)."""
+    prefix, _, unique = iqn.partition(":")
+    return f"{prefix}:{unique.upper()}"
+
+
 async def test_host_iqn_rules(array: TargetServer, plane: Plane) -> None:
     me = plane.host.uuid
     other = await plane.store.add_host("host2", "iqn.2026-12.com.example:host2")
     body = expect_error(await plane.call("POST", f"/hosts/{me}/iqn", {"iqn": other.iqn}), "IQN_IN_USE")
     assert "host2" in body["message"] and "host1" in body["message"]
+    expect_error(await plane.call("POST", f"/hosts/{me}/iqn", {"iqn": shout(other.iqn)}), "IQN_IN_USE")
     expect_error(await plane.call("POST", f"/hosts/{me}/iqn", {"iqn": "not an iqn"}), "VALUE_INVALID")
     target = portals_of(array)
     [scsi_id, _] = await scsi_ids(plane, target)
@@ -209,6 +216,7 @@ async def test_host_iqn_rules(array: TargetServer, plane: Plane) -> None:
     assert "host1" in body["message"]
     body = expect_error(await plane.call("POST", f"/hosts/{other.uuid}/iqn", {"iqn": IQN}), "IQN_IN_USE")
     assert IQN in body["message"] and sr["uuid"] in body["message"]
+    expect_error(await plane.call("POST", f"/hosts/{other.uuid}/iqn", {"iqn": shout(IQN)}), "IQN_IN_USE")
     pbd2 = next(p for p in sr["pbds"] if p["host"] == other.uuid)  # host2 has no daemon: it cannot plug
     assert not pbd2["currently_attached"] and pbd2["error"]["error"] == "HOST_OFFLINE"
     assert pbd2["state"] == "unknown"  # its host does not report: not guessed

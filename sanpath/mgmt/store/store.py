@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, select, text, update
+from sqlalchemy import event, func, select, text, update
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from ..errors import XenError
@@ -31,6 +31,7 @@ COMMAND_TIMEOUT = 30.0
 # what a store that is away raises: the driver's socket errors (asyncpg's connect does not wrap them),
 # timeouts, and the DBAPI's own connection errors
 UNREACHABLE = (OSError, TimeoutError, OperationalError, InterfaceError)
+NOT_IN_REPERTOIRE = "22021"  # SQLSTATE: PostgreSQL text holds no NUL character
 DUMP_FORMAT = "sanpath-pool-dump"
 DUMP_VERSION = 1
 _TABLES = (Pool, Host, PIF, SR, PBD, Secret, Message, ApiToken)  # parents before children
@@ -55,12 +56,18 @@ class Store:
     @asynccontextmanager
     async def _session(self) -> AsyncIterator[AsyncSession]:
         """A session; a store that cannot be reached (the server down, its socket gone, no answer) is
-        STORE_UNREACHABLE, whichever driver and step found it out."""
+        STORE_UNREACHABLE, whichever driver and step found it out. Text that PostgreSQL cannot hold (a NUL
+        character, from any name or reference a client sent) is VALUE_INVALID (SQLite holds it)."""
         try:
             async with self._sessions() as s:
                 yield s
         except UNREACHABLE as e:
             raise unreachable(e) from None
+        except DBAPIError as e:
+            if getattr(e.orig, "sqlstate", None) != NOT_IN_REPERTOIRE:
+                raise
+            raise XenError("VALUE_INVALID", "a name or reference holds a NUL character, which the pool store "
+                           "cannot hold", advice="Remove the NUL (\\0) character and try again.") from None
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -195,7 +202,8 @@ class Store:
                            advice="Give this host another --name.") from None
 
     async def check_iqn_free(self, iqn: str, host_uuid: str | None) -> None:
-        for h in await self._all(Host, Host.iqn == iqn):
+        """iSCSI names compare without case (RFC 3722), so a case variant is in use as well."""
+        for h in await self._all(Host, func.lower(Host.iqn) == iqn.lower()):
             if h.uuid != host_uuid:
                 raise XenError("IQN_IN_USE", f"IQN {iqn} is host {h.name_label}'s ({h.uuid})", iqn, h.name_label)
 
