@@ -31,6 +31,8 @@ def host() -> None:
               "a bearer token: sanpath pool token-create NAME makes one).")
 @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True))
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True))
+@click.option("--console", metavar="[ADDR:]PORT", help="Also serve the web console (ADDR 127.0.0.1 unless given; "
+              "off loopback it needs --tls-cert/--tls-key and asks for a sign-in with an API token).")
 def serve(**kw: Any) -> None:
     """Run the host daemon in the foreground until SIGTERM: it keeps this host's plugged PBDs attached."""
     from ..mgmt.serve import ServeOptions

@@ -22,19 +22,17 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from .. import __version__
-from . import alerts, metrics
+from . import alerts, events, metrics
 from .advisor import service as advisor_service
 from .daemon import HostDaemon
 from .errors import XenError
+from .events import message_json
 from .maintenance import EVACUATE_TIMEOUT, HostOps, in_maintenance
-from .store.model import PBD, PIF, SR, Host, Message
+from .store.model import PBD, PIF, SR, Host
 from .store.store import token_digest
 from .workflow import Chap, TargetSpec, Workflow, live
 
-EVENTS_POLL = 0.2  # seconds between looks for new messages while an /events client listens
-EVENTS_KEEPALIVE = 15.0
 TOKEN_CACHE = 30.0  # seconds a token found in the store is taken without asking it again
-EVENTS_LOOKBACK = 5.0  # seconds: a message stamped a little before the newest one sent is still sent
 
 MASK = "******"
 
@@ -131,11 +129,6 @@ def pbd_json(p: PBD, live_hosts: set[str]) -> dict[str, Any]:
             "currently_attached": p.currently_attached, "device_config": masked(p.device_config),
             "other_config": p.other_config, "nbd": p.other_config.get("nbd") if state == "attached" else None,
             "error": p.error or None}
-
-
-def message_json(m: Message) -> dict[str, Any]:
-    return {"uuid": m.uuid, "name": m.name, "priority": m.priority, "class": m.obj_class, "obj_uuid": m.obj_uuid,
-            "timestamp": m.timestamp, "body": m.body, "text": m.text, "acknowledged": m.acknowledged}
 
 
 def build_app(daemon: HostDaemon, workflow: Workflow, *, tcp: bool = False) -> FastAPI:
@@ -357,38 +350,20 @@ def build_app(daemon: HostDaemon, workflow: Workflow, *, tcp: bool = False) -> F
                             name: Annotated[str | None, Query(max_length=64)] = None) -> list[dict[str, Any]]:
         return [message_json(m) for m in await store.messages(since=since, priority=priority, name=name)]
 
+    @app.post("/messages/{uuid}/acknowledge")
+    async def acknowledge(uuid: str) -> dict[str, Any]:
+        """Mark an alert seen (XenCenter's dismiss, but kept as a past alert)."""
+        return message_json(await store.acknowledge_message(uuid))
+
     @app.get("/events")
-    async def events(request: Request, since: Annotated[float | None, Query(ge=0)] = None,
-                     priority: Annotated[int | None, Query(ge=1, le=5)] = None) -> StreamingResponse:
+    async def get_events(request: Request, since: Annotated[float | None, Query(ge=0)] = None,
+                         priority: Annotated[int | None, Query(ge=1, le=5)] = None,
+                         state: bool = False) -> StreamingResponse:
         """Server-sent events: each new message (from ``since`` on; default: from now) as ``event:
-        message`` with the message's JSON, as it is written by any host of the pool."""
-        start = since if since is not None else await store.now()
-
-        async def stream() -> AsyncIterator[bytes]:
-            seen: dict[str, float] = {}  # sent, by timestamp: messages of several hosts may land a little late
-            mark, quiet = start, 0.0
-            yield b": sanpath events\n\n"
-            while not await request.is_disconnected():
-                try:
-                    new = [m for m in await store.messages(since=mark, priority=priority) if m.uuid not in seen]
-                except XenError as e:
-                    if e.name != "STORE_UNREACHABLE":
-                        raise
-                    new = []  # the store is away: the stream waits for it
-                for m in new:
-                    seen[m.uuid] = m.timestamp
-                    yield f"id: {m.uuid}\nevent: message\ndata: {json.dumps(message_json(m))}\n\n".encode()
-                if new:
-                    mark = max(mark, new[-1].timestamp - EVENTS_LOOKBACK)
-                    seen = {u: t for u, t in seen.items() if t >= mark}
-                    quiet = 0.0
-                quiet += EVENTS_POLL
-                if quiet >= EVENTS_KEEPALIVE:
-                    quiet = 0.0
-                    yield b": keepalive\n\n"
-                await asyncio.sleep(EVENTS_POLL)
-
-        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        message`` with the message's JSON, as it is written by any host of the pool; with ``state``, also
+        ``event: state`` naming the hosts and PBDs whose rows changed (sanpath/mgmt/events.py)."""
+        return StreamingResponse(events.stream(store, request.is_disconnected, since, priority, state),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     @app.get("/doctor")
     async def doctor(host: str | None = None) -> dict[str, Any]:

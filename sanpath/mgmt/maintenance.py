@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .errors import XenError
-from .store.model import Host
+from .store.model import PBD, Host
 from .workflow import HEARTBEAT, Workflow, live
 
 MAINTENANCE = "MAINTENANCE_MODE"  # host other-config, as XenServer writes it: "true" while in maintenance mode
@@ -107,10 +107,17 @@ class HostOps:
 
     # --- multipath settings ----------------------------------------------------------------------------
 
-    async def set_multipathing(self, host: Host, on: bool, handler: str | None = None) -> dict[str, Any]:
+    async def set_multipathing(self, host: Host, on: bool, handler: str | None = None,
+                               progress: Progress | None = None) -> dict[str, Any]:
         """Unplug every plugged PBD of the host, change the setting, replug exactly those PBDs. With
         handler rdac (the seed's MPP RDAC, whose install ends in a reboot) every data-path process of the
-        host starts anew, as it does for any change here."""
+        host starts anew, as it does for any change here. ``progress`` hears each step as it is done:
+        ``unplugged`` (per PBD), ``set-multipathing``, ``replugged`` (per PBD, with ``attached``)."""
+
+        async def step(**fields: Any) -> None:
+            if progress is not None:
+                await progress({"host": host.name_label, "uuid": host.uuid, **fields})
+
         host = await self.store.host(host.uuid)
         _check_handler(handler)
         handler = handler or host.multipath_handle
@@ -124,9 +131,18 @@ class HostOps:
             host = await self.store.update_host(host.uuid, other_config={**host.other_config, REPLUG: replug})
         for uuid in replug:
             await self.workflow.unplug(uuid, force=True)
+            await step(step="unplugged", pbd=uuid)
         host = await self.store.update_host(host.uuid, multipathing=on, multipath_handle=handler)
-        results = list(await asyncio.gather(*(self.workflow.plug(u, raise_error=False, in_maintenance=True)
-                                              for u in replug)))
+        await step(step="set-multipathing", multipathing=on, handler=handler)
+
+        async def replug_one(uuid: str) -> PBD:
+            pbd = await self.workflow.plug(uuid, raise_error=False, in_maintenance=True)
+            await step(step="replugged", pbd=uuid, attached=pbd.currently_attached,
+                       paths=pbd.other_config.get(next((k for k in pbd.other_config if k.startswith("mpath-")), ""),
+                                                  ""), error=(pbd.error or {}).get("error", ""))
+            return pbd
+
+        results = list(await asyncio.gather(*(replug_one(u) for u in replug)))
         failed = [p for p in results if p.error or not p.currently_attached]
         config = {k: v for k, v in host.other_config.items() if k != REPLUG}
         host = await self.store.update_host(host.uuid, other_config=config)

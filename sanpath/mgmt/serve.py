@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import ipaddress
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ import uvicorn
 
 from . import places
 from .api import build_app
+from .console import build_console
 from .daemon import HostDaemon
 from .errors import XenError
 from .identity import generate_iqn
@@ -45,6 +47,7 @@ class ServeOptions:
     api_tcp: str | None = None  # ADDR:PORT
     tls_cert: str | None = None
     tls_key: str | None = None
+    console: str | None = None  # [ADDR:]PORT: the web console (ADDR defaults to 127.0.0.1)
 
 
 async def open_pool(db: str | None, key_path: str | None) -> tuple[Store, PoolKey]:
@@ -102,11 +105,27 @@ def _unix_path(api: str) -> str:
     return api[5:]
 
 
-def _tcp(address: str) -> tuple[str, int]:
+def _tcp(address: str, option: str = "--api-tcp", default_host: str = "") -> tuple[str, int]:
     host, _, port = address.rpartition(":")
+    host = host or default_host
     if not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
-        raise XenError("VALUE_INVALID", f"--api-tcp {address!r}: write ADDR:PORT, e.g. 127.0.0.1:8443", address)
+        raise XenError("VALUE_INVALID", f"{option} {address!r}: write ADDR:PORT, e.g. 127.0.0.1:8443", address)
     return host.strip("[]"), int(port)
+
+
+def on_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url(scheme: str, server: _Server, host: str) -> str:
+    """The address a server listens on (its real port, when 0 was asked for)."""
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}/"
 
 
 async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
@@ -116,6 +135,12 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     if opts.api_tcp and not (opts.tls_cert and opts.tls_key):
         raise XenError("VALUE_INVALID", "--api-tcp needs --tls-cert and --tls-key: the API is never offered "
                        "over TCP in clear", opts.api_tcp)
+    console_address = _tcp(opts.console, "--console", "127.0.0.1") if opts.console else None
+    console_tls = console_address is not None and not on_loopback(console_address[0])
+    if console_tls and not (opts.tls_cert and opts.tls_key):
+        raise XenError("VALUE_INVALID", f"--console {opts.console}: off loopback the console needs --tls-cert and "
+                       "--tls-key (it is then served over HTTPS, with a sign-in)", opts.console,
+                       advice="Bind it to 127.0.0.1 and reach it through an SSH tunnel, or give a certificate.")
     run_dir = places.run_dir()
     supervisor = Supervisor(run_dir)
     lock = lock_daemon(run_dir)
@@ -132,6 +157,13 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
             servers.append(await _serve_tcp(build_app(daemon, workflow, tcp=True), *tcp_address,
                                             opts.tls_cert, opts.tls_key))
         tcp = f" api-tcp https://{opts.api_tcp}" if opts.api_tcp else ""
+        console = None
+        if console_address is not None:
+            console = build_console(daemon, workflow, login=console_tls)
+            # an open page holds the event stream for ever: stopping waits for it only a second
+            servers.append(await _serve_tcp(console, *console_address, opts.tls_cert if console_tls else None,
+                                            opts.tls_key if console_tls else None, graceful=1))
+            tcp += f" console {_url('https' if console_tls else 'http', servers[-1][0], console_address[0])}"
         print(f"sanpath host serve ready: host {host.name_label} ({host.uuid}) iqn {host.iqn} api {api}{tcp}",
               flush=True)
         stop = asyncio.Event()
@@ -145,6 +177,8 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
         for server, task in servers:
             server.should_exit = True
             await task
+        if console is not None:
+            await console.state.jobs.stop()
         await daemon.stop()
     finally:
         await store.close()
@@ -160,9 +194,12 @@ async def _serve_unix(app: object, path: str) -> tuple[_Server, asyncio.Task[Non
     return started
 
 
-async def _serve_tcp(app: object, host: str, port: int, cert: str, key: str) -> tuple[_Server, asyncio.Task[None]]:
+async def _serve_tcp(app: object, host: str, port: int, cert: str | None, key: str | None, *,
+                     graceful: int | None = None) -> tuple[_Server, asyncio.Task[None]]:
+    """HTTPS with ``cert`` and ``key``, else plain HTTP (the console on loopback)."""
     return await _start(uvicorn.Config(app, host=host, port=port, ssl_certfile=cert, ssl_keyfile=key,  # type: ignore[arg-type]
-                                       ssl_version=ssl.PROTOCOL_TLS_SERVER, log_level="warning", lifespan="off"))
+                                       ssl_version=ssl.PROTOCOL_TLS_SERVER, log_level="warning", lifespan="off",
+                                       timeout_graceful_shutdown=graceful))
 
 
 async def _start(config: uvicorn.Config) -> tuple[_Server, asyncio.Task[None]]:

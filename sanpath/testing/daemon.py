@@ -25,7 +25,7 @@ from .. import control
 from ..errors import SanpathError
 from ..target.spawn import _lines, terminate
 
-_READY = re.compile(r"^sanpath host serve ready: host (\S+) \((\S+)\) iqn (\S+) api unix:(\S+)")
+_READY = re.compile(r"^sanpath host serve ready: host (\S+) \((\S+)\) iqn (\S+) api unix:(\S+)(?:.* console (\S+))?")
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Daemon:
     state_dir: str
     run_dir: str
     log_path: str
+    console: str = ""  # the console's URL, when --console was given
     client: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
@@ -109,7 +110,8 @@ def start_daemon(*args: str, state_dir: str, run_dir: str, prefix: Sequence[str]
         line = ""
         for line in _lines(proc.stdout.fileno(), time.monotonic() + timeout):
             if m := _READY.match(line):
-                d = Daemon(proc, m.group(1), m.group(2), m.group(3), m.group(4), state_dir, run_dir, log_path)
+                d = Daemon(proc, m.group(1), m.group(2), m.group(3), m.group(4), state_dir, run_dir, log_path,
+                           m.group(5) or "")
                 try:
                     yield d
                 finally:

@@ -357,6 +357,10 @@ class Store:
                                        obj_uuid=obj_uuid, timestamp=await self.now(), body=body, text=text_,
                                        acknowledged=False, other_config={}))
 
+    async def acknowledge_message(self, uuid: str) -> Message:
+        """Mark a message seen: it moves from the current alerts to the past ones (and is kept)."""
+        return await self._update(Message, uuid, {"acknowledged": True})
+
     async def messages(self, *, since: float = 0.0, priority: int | None = None,
                        name: str | None = None) -> list[Message]:
         """Messages from ``since`` on, oldest first; ``priority``: at most that number (1 is the most urgent)."""
