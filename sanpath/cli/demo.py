@@ -1,4 +1,5 @@
-"""``sanpath demo``: the whole stack in one command (see sanpath/demo.py; ``--lab``: sanpath/demo_lab.py)."""
+"""``sanpath demo``: the whole system in one command (sanpath/workload/demo.py; ``--lab``:
+sanpath/workload/demo_lab.py)."""
 
 from __future__ import annotations
 
@@ -20,24 +21,35 @@ DEFAULT_CABLE = "host-s1"
                    "A and B on two storage subnets (four portals), the host in another, and a real cable pull.")
 @click.option("--cable", default=DEFAULT_CABLE, show_default=True,
               help="With --lab: the cable to pull and plug back in (host-s1, host-s2, ctlA-s1, ctlB-s2, ...).")
+@click.option("--serve", "serve_after", is_flag=True,
+              help="Keep the array, the daemon and the console running afterwards (until Ctrl-C), for a person to "
+                   "click through the console.")
 @click.option("--lab-host", is_flag=True, hidden=True)  # the host side of --lab, run by it in the host namespace
 @click.option("--target", "targets", hidden=True)
 @click.option("--source", "sources", hidden=True)
-def demo(seconds: float, on_lab: bool, cable: str, lab_host: bool, targets: str | None, sources: str | None) -> None:
-    """Start an embedded array with two portals, attach over both paths, export over NBD, run verified
-    I/O, fail a path and restore it while showing live status; exit 0 only if nothing was lost.
+def demo(seconds: float, on_lab: bool, cable: str, serve_after: bool, lab_host: bool, targets: str | None,
+         sources: str | None) -> None:
+    """Start an embedded array with two portals, a host daemon on a SQLite store and the web console; go
+    through the design guide's steps (multipathing in maintenance mode, Discover IQNs, Discover LUNs,
+    create the SR), run verified I/O through the SR's NBD export, fail a path and restore it, watching
+    the alerts; exit 0 only if nothing was lost.
 
-    With --lab (root), the same on the namespace lab: four paths, and the fault is a pulled cable."""
+    With --lab (root), the data path on the namespace lab: four paths, and the fault is a pulled cable."""
     if not (on_lab or lab_host) and cable != DEFAULT_CABLE:
         raise click.UsageError("--cable goes with --lab (the embedded demo black-holes a portal instead)")
     if lab_host:
         _lab_host(seconds, cable, targets or "", sources or "")
     if on_lab:
         _lab(seconds, cable)
-    from ..demo import run_demo, summary
+    if serve_after and on_lab:
+        raise click.UsageError("--serve goes with the embedded demo, not with --lab")
+    from ..workload.demo import run_system_demo, summary
 
     try:
-        result = asyncio.run(run_demo(seconds=seconds, out=click.echo))
+        result = asyncio.run(run_system_demo(seconds=seconds, serve_after=serve_after, out=click.echo))
+    except KeyboardInterrupt:
+        click.echo("sanpath demo: interrupted; everything it started is stopped", err=True)
+        sys.exit(130)
     except SanpathError as e:
         click.echo(f"sanpath demo: {e}", err=True)
         sys.exit(1)
@@ -46,8 +58,8 @@ def demo(seconds: float, on_lab: bool, cable: str, lab_host: bool, targets: str 
 
 
 def _lab(seconds: float, cable: str) -> None:
-    from ..demo_lab import check_cable, run_lab_demo
     from ..lab.netns import NetnsError, require_root
+    from ..workload.demo_lab import check_cable, run_lab_demo
 
     try:
         require_root()
@@ -67,7 +79,7 @@ def _lab(seconds: float, cable: str) -> None:
 
 
 def _lab_host(seconds: float, cable: str, targets: str, sources: str) -> None:
-    from ..demo_lab import run_lab_host
+    from ..workload.demo_lab import run_lab_host
 
     try:
         code = asyncio.run(run_lab_host(targets=targets, sources=sources, cable=cable, seconds=seconds,

@@ -128,7 +128,18 @@ def _url(scheme: str, server: _Server, host: str) -> str:
     return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}/"
 
 
-async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A daemon that is serving: what its ready line says."""
+
+    host: Host
+    api: str  # unix:PATH
+    console: str | None  # the console's URL
+
+
+async def serve(opts: ServeOptions, ready: asyncio.Future[Started] | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT or SIGTERM (or ``stop``, for a daemon run inside another program: the demo)."""
     api = opts.api or places.default_api()
     socket_path = _unix_path(api)
     tcp_address = _tcp(opts.api_tcp) if opts.api_tcp else None
@@ -157,21 +168,22 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
             servers.append(await _serve_tcp(build_app(daemon, workflow, tcp=True), *tcp_address,
                                             opts.tls_cert, opts.tls_key))
         tcp = f" api-tcp https://{opts.api_tcp}" if opts.api_tcp else ""
-        console = None
+        console, console_url = None, None
         if console_address is not None:
             console = build_console(daemon, workflow, login=console_tls)
             # an open page holds the event stream for ever: stopping waits for it only a second
             servers.append(await _serve_tcp(console, *console_address, opts.tls_cert if console_tls else None,
                                             opts.tls_key if console_tls else None, graceful=1))
-            tcp += f" console {_url('https' if console_tls else 'http', servers[-1][0], console_address[0])}"
+            console_url = _url("https" if console_tls else "http", servers[-1][0], console_address[0])
+            tcp += f" console {console_url}"
         print(f"sanpath host serve ready: host {host.name_label} ({host.uuid}) iqn {host.iqn} api {api}{tcp}",
               flush=True)
-        stop = asyncio.Event()
+        stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         if ready is not None:
-            ready.set()
+            ready.set_result(Started(host, api, console_url))
         await stop.wait()
         print("sanpath host serve: stopping (the data-path processes go on)", file=sys.stderr, flush=True)
         for server, task in servers:

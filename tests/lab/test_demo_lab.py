@@ -18,10 +18,10 @@ import pytest
 from click.testing import CliRunner
 
 from sanpath.cli.main import cli
-from sanpath.demo_lab import check_cable
 from sanpath.errors import ConfigError
 from sanpath.lab import netns
 from sanpath.testing.lab import require_lab
+from sanpath.workload.demo_lab import check_cable
 
 NAMESPACE = re.compile(r"\((sanpath-([0-9a-f]+)-array)\)")
 

@@ -29,14 +29,15 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import IO
 
-from .demo import IQN, attach_and_load, summary
-from .errors import ConfigError, SanpathError
-from .lab import Lab, Topology
-from .lab.topology import HOST, MANAGEMENT_SUBNET
-from .multipath.device import MultipathDevice
-from .multipath.discovery import MultipathSpec
-from .multipath.path import Path
-from .target.spawn import serve_target
+from ..errors import ConfigError, SanpathError
+from ..lab import Lab, Topology
+from ..lab.topology import HOST, MANAGEMENT_SUBNET
+from ..multipath.device import MultipathDevice
+from ..multipath.discovery import MultipathSpec
+from ..multipath.path import Path
+from ..target.spawn import serve_target
+from .demo import IQN, summary
+from .load import attach_and_load
 
 PROTOCOL = "@@sanpath-demo-lab "
 SUBNETS = 2

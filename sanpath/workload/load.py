@@ -1,15 +1,7 @@
-"""``sanpath demo``: the whole system in one command, no root and no array to bring.
-
-It starts the embedded sanpath array with two portals on two loopback addresses (127.0.0.1 and
-127.0.0.2: two paths), attaches (discovery, a login per portal, one multipath device), exports it over
-NBD on a unix socket, runs verified random writes and reads through the export, fails one path by
-black-holing its portal (no RST: only liveness can tell) and restores it while showing the live status,
-and ends with a summary. It exits 0 only if no I/O failed and no verify check found wrong data.
-
-The attach, the load, the fail-and-restore schedule and the summary are shared with ``sanpath demo
---lab`` (sanpath/demo_lab.py), which differs only in where the array runs and in what the fault is:
-``attach_and_load`` takes the fault as a ``Fault``, built once the device (and so its paths) exists.
-"""
+"""The data-path part of ``sanpath demo --lab``: attach to an array over every path (one multipath device),
+export it over NBD on a unix socket, run verified random I/O through the export while a ``Fault`` takes
+some paths down and brings them back, and show the live status. ``attach_and_load`` takes the fault as
+a ``Fault``, built once the device (and so its paths) exists."""
 
 from __future__ import annotations
 
@@ -18,39 +10,23 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
-from .export.nbd.client import NbdClient
-from .host.attach import AttachService, NbdEndpoint
-from .initiator.bench import Bench, BenchResult, BenchSpec
-from .initiator.session import SessionConfig
-from .multipath.device import MultipathDevice
-from .multipath.discovery import MultipathSpec
-from .multipath.path import Path
-from .multipath.policy import Policy
-from .multipath.status import render
-from .target.config import quick_config
-from .target.faults import Fault as TargetFault
-from .target.server import TargetServer
+from ..export.nbd.client import NbdClient
+from ..host.attach import AttachService, NbdEndpoint
+from ..initiator.bench import Bench, BenchSpec
+from ..initiator.session import SessionConfig
+from ..multipath.device import MultipathDevice
+from ..multipath.discovery import MultipathSpec
+from ..multipath.path import Path
+from ..multipath.policy import Policy
+from ..multipath.status import render
+from .demo import DemoResult
 
 IQN = "iqn.2026-11.org.sanpath:demo"
 # Tight liveness so that the demo shows a sub-second failover (see multipath/config.py for the defaults).
 POLICY = Policy(polling_interval=0.5, nop_interval=0.25, nop_timeout=0.5, relogin_backoff=0.25)
 WATCH_INTERVAL = 0.5
-
-
-@dataclass
-class DemoResult:
-    bench: BenchResult
-    failed_over: bool
-    failed_back: bool
-    nbd: str
-
-    @property
-    def ok(self) -> bool:
-        return (self.bench.errors == 0 and self.bench.verify_failures == 0 and self.failed_over
-                and self.failed_back)
 
 
 class Fault(Protocol):
@@ -68,40 +44,6 @@ class Fault(Protocol):
 
 
 FaultFor = Callable[[MultipathDevice], Fault]
-
-
-async def run_demo(*, seconds: float = 12.0, size: str = "256MiB", out: Callable[[str], None] = print) -> DemoResult:
-    spec = quick_config(IQN, ["127.0.0.1:0", "127.0.0.2:0"], [f"mem:{size}"])
-    server = TargetServer(spec)
-    portals = await server.start()
-    try:
-        out(f"array: {IQN}, {size} LUN, portals {', '.join(f'{h}:{p}' for h, p in portals)}")
-        host, port = portals[0]
-        return await attach_and_load(MultipathSpec(((host, port),), IQN), seconds=seconds,
-                                     fault_for=lambda device: Blackhole(server, device.paths[1]), out=out)
-    finally:
-        await server.stop()
-
-
-class Blackhole:
-    """The embedded array stops answering on one portal: no RST, no FIN, as with a pulled cable."""
-
-    def __init__(self, server: TargetServer, victim: Path) -> None:
-        self.server = server
-        self.victims = (victim,)
-        h, p = next((h, p) for h, p in server.portals if h == victim.spec.host)
-        self.portal = f"{h}:{p}"
-        self.fault: TargetFault | None = None
-
-    def describe(self) -> str:
-        return f"black-holing portal {self.portal} (a pulled cable: no RST, no FIN)"
-
-    async def inject(self) -> None:
-        self.fault = self.server.faults.inject("blackhole", portal=self.portal)
-
-    async def restore(self) -> None:
-        if self.fault is not None:
-            await self.server.faults.restore(self.fault.id)
 
 
 async def attach_and_load(spec: MultipathSpec, *, seconds: float, fault_for: FaultFor,
@@ -177,11 +119,3 @@ async def _watch(device: MultipathDevice, done: Callable[[], bool], limit: float
         seen = seen or done()
     return seen
 
-
-def summary(r: DemoResult) -> str:
-    b = r.bench
-    verdict = "PASS: nothing lost" if r.ok else "FAIL"
-    return (f"\nsummary: {b.ios} I/Os ({b.read_ios} reads, {b.write_ios} writes), {b.bytes} bytes, "
-            f"{b.errors} errors, {b.verify_failures} verify failures, longest stall {b.max_stall_ms:.0f} ms; "
-            f"failover {'seen' if r.failed_over else 'NOT seen'}, failback {'seen' if r.failed_back else 'NOT seen'}"
-            f"\n{verdict}")

@@ -1,0 +1,1 @@
+"""Users of the stack, not parts of it: the demos."""
