@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,21 +185,30 @@ async def _walk(api: Api, server: TargetServer, portals: list[str], started: Sta
     out(f"\n5. Verified random I/O through the SR's NBD export for {seconds:g} s")
     client = await NbdClient.connect_unix(pbd["nbd"].split("socket=", 1)[1], scsi_id)
     try:
-        bench = Bench(client, BenchSpec(rw="randrw", bs=4096, qd=16, seconds=seconds, verify=True,
-                                        size=min(int(lun["size"]), 64 << 20), seed=1))
-        run = asyncio.ensure_future(bench.run())
-        try:
-            failed_over, failed_back = await _fail_and_restore(api, server, portals[1], pbd["uuid"], scsi_id,
-                                                               seconds, out)
-        except BaseException:
-            bench.stop("the demo was interrupted")
-            with contextlib.suppress(Exception):
-                await run
-            raise
-        result = await run
+        result, (failed_over, failed_back) = await verified_load(
+            client, int(lun["size"]), seconds, _fail_and_restore(api, server, portals[1], pbd["uuid"], scsi_id,
+                                                                 seconds, out))
     finally:
         await client.close()
     return DemoResult(result, failed_over, failed_back, started.console or "")
+
+
+async def verified_load(client: NbdClient, size: int, seconds: float,
+                        schedule: Awaitable[tuple[bool, bool]]) -> tuple[BenchResult, tuple[bool, bool]]:
+    """Verified random 4 KiB I/O at QD 16 over the first 64 MiB of the export for ``seconds``, while
+    ``schedule`` fails some paths and restores them (it says whether the failover and the failback were
+    seen); an interruption stops the load with the reason."""
+    bench = Bench(client, BenchSpec(rw="randrw", bs=4096, qd=16, seconds=seconds, verify=True,
+                                    size=min(size, 64 << 20), seed=1))
+    run = asyncio.ensure_future(bench.run())
+    try:
+        seen = await schedule
+    except BaseException:
+        bench.stop("the demo was interrupted")
+        with contextlib.suppress(Exception):
+            await run
+        raise
+    return await run, seen
 
 
 async def _fail_and_restore(api: Api, server: TargetServer, portal: str, pbd: str, scsi_id: str, seconds: float,

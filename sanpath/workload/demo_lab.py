@@ -7,7 +7,7 @@ Two processes, one per side of the wire:
   each subnet (four portals), starts the host side in the host namespace, pulls the cable when the host
   side asks for it and plugs it back in, and always tears the lab down (errors, Ctrl-C and SIGTERM too);
 - the *host side* (``sanpath demo --lab-host``, in the host namespace) is the demo's own attach, NBD
-  export, verified load, fail-and-restore schedule and summary (``sanpath.demo.attach_and_load``), logging
+  export, verified load, fail-and-restore schedule and summary (``sanpath.workload.load``), logging
   in from both storage NICs; its fault is a ``CablePull`` that asks the driver to pull the cable.
 
 They talk over the host side's stdin and stdout: a stdout line starting with ``PROTOCOL`` is a request

@@ -14,14 +14,13 @@ from typing import Protocol
 
 from ..export.nbd.client import NbdClient
 from ..host.attach import AttachService, NbdEndpoint
-from ..initiator.bench import Bench, BenchSpec
 from ..initiator.session import SessionConfig
 from ..multipath.device import MultipathDevice
 from ..multipath.discovery import MultipathSpec
 from ..multipath.path import Path
 from ..multipath.policy import Policy
 from ..multipath.status import render
-from .demo import DemoResult
+from .demo import DemoResult, verified_load
 
 IQN = "iqn.2026-11.org.sanpath:demo"
 # Tight liveness so that the demo shows a sub-second failover (see multipath/config.py for the defaults).
@@ -66,18 +65,9 @@ async def attach_and_load(spec: MultipathSpec, *, seconds: float, fault_for: Fau
         # The verified load goes through the NBD export, as qemu or nbdcopy would use the LUN.
         client = await NbdClient.connect_unix(nbd_path, device.wwid)
         try:
-            bench = Bench(client, BenchSpec(rw="randrw", bs=4096, qd=16, seconds=seconds, verify=True,
-                                            size=min(device.size, 64 << 20), seed=1))
             end = asyncio.get_running_loop().time() + seconds
-            run = asyncio.ensure_future(bench.run())
-            try:
-                failed_over, failed_back = await fail_and_restore(device, fault, seconds, end, out)
-            except BaseException:
-                bench.stop("the demo was interrupted")
-                with contextlib.suppress(Exception):
-                    await run
-                raise
-            result = await run
+            result, (failed_over, failed_back) = await verified_load(
+                client, device.size, seconds, fail_and_restore(device, fault, seconds, end, out))
         finally:
             await client.close()
         out(render(device, events=8))

@@ -39,8 +39,10 @@ def _dump_tasks_before_timeout() -> Iterator[None]:
     yield
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Module-scoped, never session-scoped: while Playwright's sync API is open its event loop counts as
+    running in this thread, and every async test after it would fail to start its own."""
     require_chromium()
     with sync_playwright() as p:
         # as root chromium refuses to start without --no-sandbox

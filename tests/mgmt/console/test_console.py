@@ -5,6 +5,7 @@ process serving the console (the tests run in order, on one pool):
 - a portal black-holed while the SR page is open under verified I/O: the count drops and turns red, an
   alert appears, and the chart shows the I/O leaving the dead path, all without a reload; then the
   portal is restored and the count recovers;
+- the advisor's view: a black-holed path is a path-count finding with its fix, gone once it is back;
 - Properties -> Multipathing: the checkbox is disabled outside maintenance mode with the reason; in
   maintenance mode the change shows its unplug/set/replug steps and the PBD replugged.
 """
@@ -130,6 +131,28 @@ def test_a_black_holed_portal_seen_live(pool: Pool, page: Page) -> None:
     finally:
         ios, errors = io.stop()
     assert ios > 0 and errors == [], errors
+
+
+def test_the_advisor_view_shows_the_pool_findings(pool: Pool, page: Page) -> None:
+    def path_count_findings() -> list[dict[str, Any]]:
+        report = pool.daemon.call("GET", "/doctor")
+        return [f for f in report["findings"] if f["rule"] == "path-count"]
+
+    assert path_count_findings() == []
+    fault = target_control.call(pool.array.control, {"op": "fault", "kind": "blackhole",
+                                                     "portal": pool.array.portals[1]})["fault"]
+    try:
+        [f] = wait_for(path_count_findings, "the advisor to see the black-holed path")
+        page.goto(f"{pool.url}/doctor")
+        finding = page.locator(".finding", has_text=f"[{f['rule']}] {f['subject']}")
+        expect(finding).to_have_count(1)
+        expect(finding).to_contain_text(f["fix"])
+        expect(finding).to_contain_text(f"chapter {f['guide']['chapter']}")
+    finally:
+        target_control.call(pool.array.control, {"op": "restore", "id": fault["id"]})
+    wait_for(lambda: path_count_findings() == [], "the path to come back", timeout=60)
+    page.reload()
+    expect(page.locator(".finding", has_text="[path-count]")).to_have_count(0)
 
 
 def test_multipathing_is_changed_in_maintenance_mode_only(pool: Pool, page: Page) -> None:
