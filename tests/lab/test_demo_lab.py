@@ -67,7 +67,7 @@ def test_demo_on_the_lab_pulls_a_cable_and_loses_nothing(tmp_path: Path) -> None
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_stopped_demo_tears_the_lab_down(sig: signal.Signals, tmp_path: Path) -> None:
     require_lab()
-    proc = subprocess.Popen(demo_argv("--seconds", "60"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(demo_argv("--seconds", "20"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=lab_env(tmp_path))
     assert proc.stdout is not None
     seen = []
