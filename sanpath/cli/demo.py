@@ -26,19 +26,18 @@ DEFAULT_CABLE = "host-s1"
                    "click through the console.")
 @click.option("--lab-host", is_flag=True, hidden=True)  # the host side of --lab, run by it in the host namespace
 @click.option("--target", "targets", hidden=True)
-@click.option("--source", "sources", hidden=True)
-def demo(seconds: float, on_lab: bool, cable: str, serve_after: bool, lab_host: bool, targets: str | None,
-         sources: str | None) -> None:
+def demo(seconds: float, on_lab: bool, cable: str, serve_after: bool, lab_host: bool, targets: str | None) -> None:
     """Start an embedded array with two portals, a host daemon on a SQLite store and the web console; go
     through the design guide's steps (multipathing in maintenance mode, Discover IQNs, Discover LUNs,
     create the SR), run verified I/O through the SR's NBD export, fail a path and restore it, watching
     the alerts; exit 0 only if nothing was lost.
 
-    With --lab (root), the data path on the namespace lab: four paths, and the fault is a pulled cable."""
+    With --lab (root), the same on the namespace lab: the array in a namespace of its own with four
+    portals, the host daemon in the host's, and the fault is a pulled cable."""
     if not (on_lab or lab_host) and cable != DEFAULT_CABLE:
         raise click.UsageError("--cable goes with --lab (the embedded demo black-holes a portal instead)")
     if lab_host:
-        _lab_host(seconds, cable, targets or "", sources or "")
+        _lab_host(seconds, cable, targets or "")
     if on_lab:
         _lab(seconds, cable)
     if serve_after and on_lab:
@@ -50,6 +49,9 @@ def demo(seconds: float, on_lab: bool, cable: str, serve_after: bool, lab_host: 
     except KeyboardInterrupt:
         click.echo("sanpath demo: interrupted; everything it started is stopped", err=True)
         sys.exit(130)
+    except asyncio.CancelledError:  # SIGTERM
+        click.echo("sanpath demo: terminated; everything it started is stopped", err=True)
+        sys.exit(128 + 15)
     except SanpathError as e:
         click.echo(f"sanpath demo: {e}", err=True)
         sys.exit(1)
@@ -78,14 +80,15 @@ def _lab(seconds: float, cable: str) -> None:
     sys.exit(code)
 
 
-def _lab_host(seconds: float, cable: str, targets: str, sources: str) -> None:
+def _lab_host(seconds: float, cable: str, targets: str) -> None:
     from ..workload.demo_lab import run_lab_host
 
     try:
-        code = asyncio.run(run_lab_host(targets=targets, sources=sources, cable=cable, seconds=seconds,
-                                        out=click.echo))
+        code = asyncio.run(run_lab_host(targets=targets, cable=cable, seconds=seconds, out=click.echo))
     except KeyboardInterrupt:
         sys.exit(130)
+    except asyncio.CancelledError:  # SIGTERM from the driver, after a clean stop
+        sys.exit(128 + 15)
     except SanpathError as e:
         click.echo(f"sanpath demo --lab-host: {e}", err=True)
         sys.exit(1)

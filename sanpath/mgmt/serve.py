@@ -139,7 +139,8 @@ class Started:
 
 async def serve(opts: ServeOptions, ready: asyncio.Future[Started] | None = None,
                 stop: asyncio.Event | None = None) -> None:
-    """Serve until SIGINT or SIGTERM (or ``stop``, for a daemon run inside another program: the demo)."""
+    """Serve until SIGINT or SIGTERM, or, for a daemon run inside another program (the demo), until
+    ``stop`` is set: the signals are then that program's to handle."""
     api = opts.api or places.default_api()
     socket_path = _unix_path(api)
     tcp_address = _tcp(opts.api_tcp) if opts.api_tcp else None
@@ -178,10 +179,10 @@ async def serve(opts: ServeOptions, ready: asyncio.Future[Started] | None = None
             tcp += f" console {console_url}"
         print(f"sanpath host serve ready: host {host.name_label} ({host.uuid}) iqn {host.iqn} api {api}{tcp}",
               flush=True)
-        stop = stop or asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        if stop is None:
+            stop = asyncio.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         if ready is not None:
             ready.set_result(Started(host, api, console_url))
         await stop.wait()

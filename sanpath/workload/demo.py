@@ -23,11 +23,12 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -68,6 +69,45 @@ class DemoError(SanpathError):
     """A step of the demo did not happen as the guide says it should."""
 
 
+class Fault(Protocol):
+    """What the demo does to one path (or a cable's paths) under load, and how it undoes it."""
+
+    name: str  # what is failed, for the narration: "portal 127.0.0.2:3260", "cable host-s1"
+
+    def describe(self) -> str: ...
+
+    async def inject(self) -> None: ...
+
+    async def restore(self) -> None: ...
+
+
+@dataclass
+class ArrayUnderTest:
+    """An array the demo does not start itself (``sanpath demo --lab``'s): the Target Host list to
+    discover at, and the fault to inject."""
+
+    targets: list[str]
+    fault: Fault
+
+
+class Blackhole:
+    """The embedded array drops everything to and from one portal: no RST, no FIN, as a pulled cable."""
+
+    def __init__(self, server: TargetServer, portal: str) -> None:
+        self.server, self.portal, self.name = server, portal, f"portal {portal}"
+        self.fault_id: str | None = None
+
+    def describe(self) -> str:
+        return f"Black-hole portal {self.portal} (a pulled cable: no RST, no FIN)"
+
+    async def inject(self) -> None:
+        self.fault_id = self.server.faults.inject("blackhole", portal=self.portal).id
+
+    async def restore(self) -> None:
+        if self.fault_id is not None:
+            await self.server.faults.restore(self.fault_id)
+
+
 class Api:
     """The daemon's API over its unix socket; an error answer raises it as XenError."""
 
@@ -92,20 +132,30 @@ def _paths(pbd: dict[str, Any], scsi_id: str) -> str:
 
 
 async def run_system_demo(*, seconds: float = 12.0, size: str = "256MiB", serve_after: bool = False,
-                          out: Out = print) -> DemoResult:
+                          array: ArrayUnderTest | None = None, out: Out = print) -> DemoResult:
+    """The demo against the embedded array, or against ``array`` when one is given. SIGTERM cancels it
+    (so that the daemon, its data paths and the temporary directory are still cleaned up), and so does
+    SIGINT (asyncio.run's KeyboardInterrupt); while it serves (``serve_after``), either ends the serving."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
     base = tempfile.mkdtemp(prefix="sp-demo-", dir="/tmp")  # short: unix socket paths have 107 bytes
     saved = {k: os.environ.get(k) for k in ("SANPATH_STATE_DIR", "SANPATH_RUN_DIR")}
     os.environ["SANPATH_STATE_DIR"] = os.path.join(base, "state")
     os.environ["SANPATH_RUN_DIR"] = run_dir = os.path.join(base, "run")
-    server = TargetServer(quick_config(IQN, ["127.0.0.1:0", "127.0.0.2:0"], [f"mem:{size}"]))
+    server = None if array else TargetServer(quick_config(IQN, ["127.0.0.1:0", "127.0.0.2:0"], [f"mem:{size}"]))
     stop = asyncio.Event()
     daemon: asyncio.Task[None] | None = None
     api: Api | None = None
     try:
-        portals = [f"{h}:{p}" for h, p in await server.start()]
-        out(f"array: the embedded sanpath array, {IQN}, one {size} LUN, portals {', '.join(portals)}")
-        ready: asyncio.Future[Started] = asyncio.get_running_loop().create_future()
-        daemon = asyncio.get_running_loop().create_task(
+        if server is not None:
+            portals = [f"{h}:{p}" for h, p in await server.start()]
+            out(f"array: the embedded sanpath array, {IQN}, one {size} LUN, portals {', '.join(portals)}")
+            array = ArrayUnderTest(portals, Blackhole(server, portals[1]))
+        assert array is not None
+        ready: asyncio.Future[Started] = loop.create_future()
+        daemon = loop.create_task(
             serve(ServeOptions(name="demo-host", console="127.0.0.1:0"), ready, stop))
         first: list[asyncio.Future[Any]] = [ready, daemon]
         await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
@@ -116,10 +166,12 @@ async def run_system_demo(*, seconds: float = 12.0, size: str = "256MiB", serve_
         out(f"host daemon: host {started.host.name_label}, IQN {started.host.iqn}, SQLite store in {base}")
         out(f"console: {started.console}  (open it to watch each step)")
         api = Api(started.api)
-        result = await _walk(api, server, portals, started, seconds, out)
+        result = await _walk(api, array, started, seconds, out)
         out(await _topology(run_dir, api))
         if serve_after:
             out(f"\nserving: the console is {started.console}; the API is {started.api}. Ctrl-C to stop.")
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
             await stop.wait()
         return result
     finally:
@@ -136,17 +188,20 @@ async def run_system_demo(*, seconds: float = 12.0, size: str = "256MiB", serve_
             supervisor = Supervisor(run_dir)
             for dp in await supervisor.adopt():
                 await supervisor.stop(dp.pbd)
-        await server.stop()
+        if server is not None:
+            await server.stop()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
         shutil.rmtree(base, ignore_errors=True)
+        loop.remove_signal_handler(signal.SIGTERM)
+        if serve_after:
+            loop.remove_signal_handler(signal.SIGINT)
 
 
-async def _walk(api: Api, server: TargetServer, portals: list[str], started: Started, seconds: float,
-                out: Out) -> DemoResult:
+async def _walk(api: Api, array: ArrayUnderTest, started: Started, seconds: float, out: Out) -> DemoResult:
     me = started.host.uuid
     out("\n1. Multipathing is changed in maintenance mode only, the same on every host of the pool")
     out("   $ sanpath host maintenance enter; sanpath host set-multipathing on --handler dmp; "
@@ -156,7 +211,7 @@ async def _walk(api: Api, server: TargetServer, portals: list[str], started: Sta
     await api.call("POST", f"/hosts/{me}/maintenance", {"mode": "exit"})
     out(f"   multipathing on (handler {done['multipath_handle']}); {len(done['replugged'])} PBD(s) replugged")
 
-    target = ",".join(portals)
+    target = ",".join(array.targets)
     out(f"\n2. Discover IQNs at {target}")
     out(f"   $ sanpath sr probe --target {target}")
     iqns = (await api.call("POST", "/sr/probe", {"target": target}))["iqns"]
@@ -165,6 +220,7 @@ async def _walk(api: Api, server: TargetServer, portals: list[str], started: Sta
     offered = {e["iqn"] for e in iqns if e["iqn"] != "*"}
     if offered != {IQN}:
         raise DemoError(f"discovery offered {sorted(offered)}, not the array's one IQN {IQN}")
+    paths = len({(e["address"], e["port"]) for e in iqns if e["iqn"] != "*"})
     out(f"   one IQN on every portal: portal mode, so choose {IQN} (* is for arrays with an IQN per portal)")
 
     out("\n3. Discover LUNs")
@@ -178,16 +234,16 @@ async def _walk(api: Api, server: TargetServer, portals: list[str], started: Sta
     sr = await api.call("POST", "/srs", {"name_label": SR_NAME, "target": target, "targetIQN": IQN,
                                          "SCSIid": scsi_id})
     [pbd] = sr["pbds"]
-    pbd = await _until(api, f"/pbds/{pbd['uuid']}", lambda p: p["other_config"].get(f"mpath-{scsi_id}") == "[2, 2]",
-                       "both paths of the new PBD")
+    full = f"[{paths}, {paths}]"
+    pbd = await _until(api, f"/pbds/{pbd['uuid']}", lambda p: p["other_config"].get(f"mpath-{scsi_id}") == full,
+                       f"all {paths} paths of the new PBD")
     out(f"   {started.host.name_label}: {_paths(pbd, scsi_id)}; NBD export {pbd['nbd']}")
 
     out(f"\n5. Verified random I/O through the SR's NBD export for {seconds:g} s")
     client = await NbdClient.connect_unix(pbd["nbd"].split("socket=", 1)[1], scsi_id)
     try:
         result, (failed_over, failed_back) = await verified_load(
-            client, int(lun["size"]), seconds, _fail_and_restore(api, server, portals[1], pbd["uuid"], scsi_id,
-                                                                 seconds, out))
+            client, int(lun["size"]), seconds, _fail_and_restore(api, array.fault, pbd["uuid"], scsi_id, seconds, out))
     finally:
         await client.close()
     return DemoResult(result, failed_over, failed_back, started.console or "")
@@ -211,19 +267,19 @@ async def verified_load(client: NbdClient, size: int, seconds: float,
     return await run, seen
 
 
-async def _fail_and_restore(api: Api, server: TargetServer, portal: str, pbd: str, scsi_id: str, seconds: float,
+async def _fail_and_restore(api: Api, fault: Fault, pbd: str, scsi_id: str, seconds: float,
                             out: Out) -> tuple[bool, bool]:
     await asyncio.sleep(seconds * 0.25)
-    out(f"\n6. Black-hole portal {portal} (a pulled cable: no RST, no FIN); wait for the alert")
+    out(f"\n6. {fault.describe()}; wait for the alert")
     out("   $ sanpath alerts --follow")
-    fault = server.faults.inject("blackhole", portal=portal)
+    await fault.inject()
     pulled = time.monotonic()
     degraded = await _alert(api, pbd, "degraded", pulled)
     if degraded is not None:
         out(f"   after {(time.monotonic() - pulled) * 1000:.0f} ms: {degraded['text']}")
     await asyncio.sleep(max(seconds * 0.2, 1.0))
-    out(f"\n7. Restore portal {portal}; wait for the recovery")
-    await server.faults.restore(fault.id)
+    out(f"\n7. Restore {fault.name}; wait for the recovery")
+    await fault.restore()
     restored = time.monotonic()
     recovered = await _alert(api, pbd, "recovered", restored)
     if recovered is not None:

@@ -6,9 +6,10 @@ Two processes, one per side of the wire:
   B), runs ``sanpath target serve`` in the array namespace with a portal on each controller address of
   each subnet (four portals), starts the host side in the host namespace, pulls the cable when the host
   side asks for it and plugs it back in, and always tears the lab down (errors, Ctrl-C and SIGTERM too);
-- the *host side* (``sanpath demo --lab-host``, in the host namespace) is the demo's own attach, NBD
-  export, verified load, fail-and-restore schedule and summary (``sanpath.workload.load``), logging
-  in from both storage NICs; its fault is a ``CablePull`` that asks the driver to pull the cable.
+- the *host side* (``sanpath demo --lab-host``, in the host namespace) is the whole system demo
+  (``sanpath.workload.demo``: a host daemon on a SQLite store, the console, the guide's steps through
+  the daemon's API, verified I/O through the SR's NBD export); each storage NIC reaches the portals of
+  its own subnet, and the fault is a ``Cable`` that asks the driver to pull the cable.
 
 They talk over the host side's stdin and stdout: a stdout line starting with ``PROTOCOL`` is a request
 (``pull``, ``restore``) that the driver answers with one stdin line (``ok`` or ``error MESSAGE``), or the
@@ -25,44 +26,36 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import FrameType
 from typing import IO
 
 from ..errors import ConfigError, SanpathError
 from ..lab import Lab, Topology
 from ..lab.topology import HOST, MANAGEMENT_SUBNET
-from ..multipath.device import MultipathDevice
-from ..multipath.discovery import MultipathSpec
-from ..multipath.path import Path
 from ..target.spawn import serve_target
-from .demo import IQN, summary
-from .load import attach_and_load
+from .demo import IQN, ArrayUnderTest, run_system_demo, summary
 
 PROTOCOL = "@@sanpath-demo-lab "
 SUBNETS = 2
 CONTROLLERS = 2
 HANG_GUARD = 120.0  # seconds beyond the load's before the driver gives up on the host side
+STOP_GRACE = 30.0  # seconds for a stopped host side to unplug its PBD and stop its daemon before it is killed
 
 
 # --- the host side (in the host namespace) ---------------------------------------------------------
 
 
-class CablePull:
-    """A fault the host side cannot make itself: the driver, owner of the lab, pulls the cable. Its
-    victims are the paths through it: those leaving from its address (a host NIC) or going to it (a
-    controller NIC)."""
+class Cable:
+    """A fault the host side cannot make itself: the driver, owner of the lab, pulls the cable (its
+    switch port goes down) and plugs it back in."""
 
-    def __init__(self, device: MultipathDevice, cable: str, address: str) -> None:
-        self.cable = cable
-        self.victims: Sequence[Path] = tuple(p for p in device.paths if address in (p.spec.source, p.spec.host))
-        if not self.victims:
-            raise SanpathError(f"no path goes through cable {cable} ({address}); paths: "
-                               f"{', '.join(p.name for p in device.paths)}")
+    def __init__(self, cable: str) -> None:
+        self.cable, self.name = cable, f"cable {cable}"
+        self._answers: asyncio.StreamReader | None = None  # the driver's, on stdin
 
     def describe(self) -> str:
-        return (f"pulling cable {self.cable} ({len(self.victims)} of the paths run through it): its switch port "
-                "goes down, so no RST and no FIN; only liveness can tell")
+        return f"Pull cable {self.cable} (its switch port goes down: no RST, no FIN; only liveness can tell)"
 
     async def inject(self) -> None:
         await self._request("pull")
@@ -71,25 +64,25 @@ class CablePull:
         await self._request("restore")
 
     async def _request(self, op: str) -> None:
-        answer = (await _ask_driver(op)).strip()
+        # A stream, not a blocking readline in a thread: a request cancelled while it waits (SIGTERM) must
+        # leave no thread behind that the event loop's shutdown would wait for.
+        if self._answers is None:
+            self._answers = reader = asyncio.StreamReader()
+            await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                                               sys.stdin)
+        print(PROTOCOL + op, flush=True)
+        answer = (await self._answers.readline()).decode().strip()
         if answer != "ok":
             raise SanpathError(f"the lab could not {op} cable {self.cable}: {answer or 'no answer'}")
 
 
-def _ask_driver(op: str) -> asyncio.Future[str]:
-    print(PROTOCOL + op, flush=True)
-    return asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-
-
-async def run_lab_host(*, targets: str, sources: str, cable: str, seconds: float,
-                       out: Callable[[str], None]) -> int:
-    """The host side: attach to ``targets`` from ``sources`` and run the demo's load and schedule, the
-    fault being ``cable`` (``NAME=ADDRESS``) pulled by the driver. Prints the summary after the
-    protocol's summary marker; returns the exit status (0 only if nothing was lost)."""
-    name, _, address = cable.partition("=")
-    spec = MultipathSpec.parse(targets, IQN, None, sources)
-    result = await attach_and_load(spec, seconds=seconds, out=out,
-                                   fault_for=lambda device: CablePull(device, name, address))
+async def run_lab_host(*, targets: str, cable: str, seconds: float, out: Callable[[str], None]) -> int:
+    """The host side: the whole system demo (a host daemon on a SQLite store, the console, the guide's
+    steps) against the lab's array at ``targets``, the fault being ``cable`` pulled by the driver.
+    Prints the summary after the protocol's summary marker; returns the exit status (0 only if nothing
+    was lost)."""
+    result = await run_system_demo(seconds=seconds, array=ArrayUnderTest(targets.split(","), Cable(cable)),
+                                   out=out)
     out(PROTOCOL + "summary")
     out(summary(result))
     return 0 if result.ok else 1
@@ -122,15 +115,15 @@ def run_lab_demo(*, seconds: float, cable: str, size: str = "256MiB",
         lab.up()
         topo = lab.topology
         portals = [p for _, p in topo.portals()]
-        sources = ",".join(topo.host_address(k) for k in range(1, SUBNETS + 1))
+        nics = ", ".join(topo.host_address(k) for k in range(1, SUBNETS + 1))
         args = ["--iqn", IQN, *(a for p in portals for a in ("--portal", p)), "--lun", f"mem:{size}"]
         with serve_target(*args, prefix=lab.prefix("array")) as target:
             out(f"array ({lab.ns('array')}): {IQN}, {size} LUN, portals {', '.join(target.portals)}")
-            out(f"host ({lab.ns(HOST)}): storage NICs {sources.replace(',', ', ')}")
+            out(f"host ({lab.ns(HOST)}): storage NICs {nics}")
             # discovery on controller A of each subnet (SendTargets names all four portals)
             targets = ",".join(topo.controller_address("A", k) for k in range(1, SUBNETS + 1))
             argv = [sys.executable, "-m", "sanpath", "demo", "--lab-host", "--seconds", f"{seconds:g}",
-                    "--target", targets, "--source", sources, "--cable", f"{cable}={topo.link(cable).ip}"]
+                    "--target", targets, "--cable", cable]
             host = lab.popen_in(HOST, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
             try:
@@ -214,7 +207,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=STOP_GRACE)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

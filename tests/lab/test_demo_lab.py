@@ -1,5 +1,6 @@
-"""``sanpath demo --lab`` (issue 7): the demo on the namespace lab with a real cable pull passes, and the lab
-is always torn down, also when the demo is stopped with SIGTERM or Ctrl-C part-way.
+"""``sanpath demo --lab`` (issues 7 and 18): the whole system demo (host daemon, store, console, the guide's
+steps) on the namespace lab with a real cable pull passes, and the lab is always torn down, also when the
+demo is stopped with SIGTERM or Ctrl-C part-way.
 
 The end-to-end tests need root and iproute2 (skip locally without them, fail under CI=true); the
 argument checks run anywhere.
@@ -47,15 +48,19 @@ def test_demo_on_the_lab_pulls_a_cable_and_loses_nothing(tmp_path: Path) -> None
                           env=lab_env(tmp_path))
     out = proc.stdout
     assert proc.returncode == 0, out[-4000:] + proc.stderr[-3000:]
-    # four portals (A and B on both subnets), logged in from both storage NICs
+    # four portals (A and B on both subnets), discovered from controller A of each subnet
     for portal in ("198.18.1.1:3260", "198.18.1.2:3260", "198.18.2.1:3260", "198.18.2.2:3260"):
-        assert portal in out
-    assert "198.18.1.10->198.18.1.1:3260" in out and "198.18.2.10->198.18.2.2:3260" in out
-    assert "attached: " in out and "4 of 4 paths active" in out
-    # the real cable pull, the live status while it is out, and the restore
+        assert f"iqn.2026-11.org.sanpath:demo ({portal})" in out
+    # the guide's steps in order, through the host daemon in the host namespace
+    steps = [out.index(f"\n{n}. ") for n in range(1, 8)]
+    assert steps == sorted(steps), out
+    assert "host daemon: host demo-host" in out
+    assert "demo-host: 4 of 4 paths active (4 iSCSI sessions)" in out
+    # the real cable pull, its alert, the restore and the recovery alert
     assert "ip link set p-host-s1 down" in out
-    assert "2 of 4 paths active" in out
+    assert re.search(r"after \d+ ms: .*: 2 of 4 paths active", out), out
     assert "host-s1 plugged back in" in out
+    assert re.search(r"after \d+ ms: .*: recovered, 4 of 4 paths active", out), out
     # the summary comes last, after the teardown
     assert out.index("torn down") < out.index("summary: ")
     assert "0 errors, 0 verify failures" in out
@@ -72,9 +77,9 @@ def test_a_stopped_demo_tears_the_lab_down(sig: signal.Signals, tmp_path: Path) 
     assert proc.stdout is not None
     seen = []
     try:
-        for line in proc.stdout:  # stop it mid-load, with the target and the host side running
+        for line in proc.stdout:  # stop it mid-load, with the daemon and the data path running
             seen.append(line)
-            if line.startswith("    "):  # a live status line: the cable is being pulled
+            if line.startswith(">>> lab: `ip link set"):  # the cable is pulled
                 break
         proc.send_signal(sig)
         rest, err = proc.communicate(timeout=60)
@@ -87,6 +92,9 @@ def test_a_stopped_demo_tears_the_lab_down(sig: signal.Signals, tmp_path: Path) 
     assert "torn down" in out or "the lab is down" in err, out + err
     assert "PASS" not in out
     assert_torn_down(out, tmp_path)
+    # the host side, stopped by the driver, still cleaned up its daemon's store and run directory
+    store = re.search(r"SQLite store in (\S+)", out)
+    assert store and not os.path.exists(store.group(1)), out
 
 
 def test_not_root_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
