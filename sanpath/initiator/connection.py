@@ -1,11 +1,11 @@
-"""The initiator's TCP side: one asyncio ``BufferedProtocol`` per iSCSI connection, cutting PDUs out of
-the byte stream and placing Data-In payloads straight into the buffers their commands read into.
+"""The initiator's TCP side: one asyncio ``BufferedProtocol`` per iSCSI connection. The framing is the
+sans-IO ``PduReader``'s; this module gives it the placement of Data-In payloads (each into the buffer its
+command reads into, see ``PduReader``), decodes the PDUs and hands them to the session, and batches what
+the session sends.
 
-Hot path: bytes land in one preallocated receive buffer (many PDUs per recv). A Data-In payload is
-copied once, from that buffer into the caller's buffer; when the rest of a large payload has not
-arrived yet, ``get_buffer`` hands the kernel the caller's buffer itself, so the remainder lands there
-with no copy at all. Every other PDU is decoded and handed to the session. Commands issued while the
-received bytes are handled (by ``Session.start`` callbacks) are sent before returning to the loop.
+Hot path: bytes land in one preallocated receive buffer (many PDUs per recv), or, for the rest of a large
+Data-In payload, straight in the caller's buffer. Commands issued while the received bytes are handled
+(by ``Session.start`` callbacks) are sent before returning to the loop, in one write.
 """
 
 from __future__ import annotations
@@ -20,14 +20,12 @@ from sanpath.aio import within
 
 from ..errors import RemoteProtocolError
 from ..iscsi import pdu as P
-from ..iscsi.constants import BHS_LENGTH, DIGEST_LENGTH, Opcode
-from ..iscsi.digest import digest_bytes
-from ..iscsi.framing import frame_pdu
+from ..iscsi.constants import Opcode
+from ..iscsi.framing import PduReader, frame_pdu
 
 log = logging.getLogger(__name__)
 
 _RX = 1 << 20  # receive buffer: big enough for many PDUs per recv
-_DIRECT_MIN = 16384  # below this, waiting for the whole payload in the receive buffer is cheaper
 
 
 class PduSink(Protocol):
@@ -45,21 +43,13 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self.sink = sink
         self.portal = portal
         self.transport: asyncio.Transport | None = None
-        self.header_digest = False
+        self.header_digest = False  # what we send; the reader checks what we receive
         self.data_digest = False
-        self.max_data = 8192  # our MaxRecvDataSegmentLength (8192 during login)
+        # our MaxRecvDataSegmentLength is 8192 during login (RFC 7143 13.12)
+        self.reader = PduReader(max_data=8192, place=self._place, size=_RX)
         self.last_rx = 0.0
         # the loop, looked up once: on Python 3.11 asyncio.get_running_loop() costs a getpid() system call
         self.loop = asyncio.get_running_loop()
-        self._buf = bytearray(_RX)
-        self._view = memoryview(self._buf)
-        self._start = 0
-        self._end = 0
-        # a Data-In payload being received straight into a caller's buffer
-        self._direct: memoryview | None = None
-        self._direct_pdu: P.DataIn | None = None
-        self._direct_whole: memoryview | None = None
-        self._trailer = 0  # padding + data digest still to read after a direct payload
         self.closed = self.loop.create_future()
         self._lost_cause = ""
         self._paused: list[asyncio.Future[None]] = []
@@ -107,6 +97,12 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             self._paused.append(f)
             await f
 
+    def negotiated(self, *, header_digest: bool, data_digest: bool, max_recv_data_segment_length: int) -> None:
+        """Login is over: digests both ways, and our MaxRecvDataSegmentLength for what we receive."""
+        self.header_digest = self.reader.header_digest = header_digest
+        self.data_digest = self.reader.data_digest = data_digest
+        self.reader.max_data = max_recv_data_segment_length
+
     def send(self, pdu: P.Pdu) -> None:
         # Hot path: PDUs queued in one event-loop iteration leave in one writelines (one send syscall
         # for a whole burst of commands instead of one each; measured 2x fewer syscalls at QD 32).
@@ -133,30 +129,34 @@ class IscsiProtocol(asyncio.BufferedProtocol):
 
     # --- receiving -----------------------------------------------------------------------------
 
+    def _place(self, header: bytes, data_len: int) -> memoryview | None:
+        """Where a Data-In payload goes: its command's buffer at the PDU's offset (RFC 7143 11.7.4)."""
+        if header[0] & 0x3F != Opcode.DATA_IN:
+            return None
+        dest = self.sink.data_in_buffer(int.from_bytes(header[16:20], "big"))
+        offset = int.from_bytes(header[40:44], "big")
+        if dest is None or offset + data_len > len(dest):
+            return None  # delivered with the PDU: the session says what is wrong with it
+        return dest[offset : offset + data_len]
+
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self._direct is not None:
-            return self._direct
-        if len(self._buf) - self._end < 65536:
-            pending = self._end - self._start
-            self._buf[:pending] = self._buf[self._start : self._end]
-            self._start, self._end = 0, pending
-            if len(self._buf) - self._end < 65536:
-                self._buf.extend(bytes(len(self._buf)))
-                self._view = memoryview(self._buf)
-        return self._view[self._end :]
+        return self.reader.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
         self.last_rx = self.loop.time()  # any byte is proof of life
         self._receiving = True
+        reader = self.reader
+        sink = self.sink
         try:
-            if self._direct is not None:
-                self._direct = self._direct[nbytes:]
-                if len(self._direct) == 0:
-                    self._direct = None
-                    self._direct_done()
-            else:
-                self._end += nbytes
-                self._parse()
+            reader.buffer_updated(nbytes)
+            while (frame := reader.next_frame()) is not None:
+                if frame.placed:  # the hot path of reads: the payload is already in its buffer
+                    sink.pdu_received(P.DataIn.decode(frame.header, b""))
+                    continue
+                pdu = P.decode(frame.header, frame.data)
+                if pdu.INITIATOR:
+                    raise RemoteProtocolError(f"initiator opcode {Opcode(pdu.OPCODE).name} sent by the target")
+                sink.pdu_received(pdu)
         except RemoteProtocolError as e:
             self.abort(f"protocol error from the target: {e}")
         except Exception as e:  # a bug of ours must cost this connection, not the process
@@ -167,95 +167,6 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             self._receiving = False
             if self._flush_pending:
                 self._flush()
-
-    def _parse(self) -> None:
-        buf, view = self._buf, self._view
-        hd = DIGEST_LENGTH if self.header_digest else 0
-        while True:
-            avail = self._end - self._start
-            if self._trailer:
-                if avail < self._trailer:
-                    return
-                self._finish_direct_trailer()
-                continue
-            if avail < BHS_LENGTH:
-                return
-            s = self._start
-            cls, ahs_len, data_len = P.parse_bhs(view[s : s + BHS_LENGTH])
-            hlen = BHS_LENGTH + ahs_len
-            if data_len > self.max_data:
-                raise RemoteProtocolError(f"DataSegmentLength {data_len} exceeds our MaxRecvDataSegmentLength "
-                                          f"{self.max_data} (RFC 7143 13.12)")
-            if avail < hlen + hd:
-                return
-            if hd and buf[s + hlen : s + hlen + hd] != digest_bytes(view[s : s + hlen]):
-                raise RemoteProtocolError("header digest mismatch (RFC 7143 11.2.3)")
-            if cls is None:
-                raise RemoteProtocolError(f"unknown opcode 0x{buf[s] & 0x3F:02x} from the target")
-            pad = -data_len % 4
-            dd = DIGEST_LENGTH if (self.data_digest and data_len) else 0
-            d0 = s + hlen + hd
-            if cls is P.DataIn and data_len:
-                data_in = P.DataIn.decode(view[s : s + hlen], b"")
-                dest = self.sink.data_in_buffer(data_in.itt)
-                if dest is not None and data_in.offset + data_len <= len(dest):
-                    target = dest[data_in.offset : data_in.offset + data_len]
-                    have = min(avail - hlen - hd, data_len)
-                    if have < data_len and data_len >= _DIRECT_MIN:
-                        target[:have] = view[d0 : d0 + have]
-                        self._start = self._end = 0  # everything buffered is consumed
-                        self._direct = target[have:]
-                        self._direct_pdu = data_in
-                        self._direct_whole = target
-                        self._trailer = pad + dd
-                        return
-                    if avail < hlen + hd + data_len + pad + dd:
-                        return
-                    target[:] = view[d0 : d0 + data_len]
-                    if dd and buf[d0 + data_len + pad : d0 + data_len + pad + dd] != digest_bytes(
-                            view[d0 : d0 + data_len + pad]):
-                        raise RemoteProtocolError("data digest mismatch on Data-In (RFC 7143 11.2.3)")
-                    self._start = d0 + data_len + pad + dd
-                    self.sink.pdu_received(data_in)  # data already placed: the PDU carries none
-                    continue
-            total = hlen + hd + data_len + pad + dd
-            if avail < total:
-                return
-            data = bytes(buf[d0 : d0 + data_len])
-            if dd and buf[d0 + data_len + pad : s + total] != digest_bytes(view[d0 : d0 + data_len + pad]):
-                raise RemoteProtocolError("data digest mismatch (RFC 7143 11.2.3)")
-            header = bytes(buf[s : s + hlen])
-            self._start = s + total
-            if self._start == self._end:
-                self._start = self._end = 0
-            pdu = P.decode(header, data)
-            if pdu.INITIATOR:
-                raise RemoteProtocolError(f"initiator opcode {Opcode(pdu.OPCODE).name} sent by the target")
-            self.sink.pdu_received(pdu)
-
-    def _direct_done(self) -> None:
-        if self._trailer == 0:
-            self._deliver_direct(b"")
-        # else: the padding and digest arrive through the receive buffer; _parse finishes the PDU
-
-    def _finish_direct_trailer(self) -> None:
-        s = self._start
-        trailer = bytes(self._buf[s : s + self._trailer])
-        self._start += self._trailer
-        self._trailer = 0
-        if self._start == self._end:
-            self._start = self._end = 0
-        self._deliver_direct(trailer)
-
-    def _deliver_direct(self, trailer: bytes) -> None:
-        pdu, whole = self._direct_pdu, self._direct_whole
-        assert pdu is not None and whole is not None
-        self._direct_pdu = self._direct_whole = None
-        if self.data_digest:
-            pad = trailer[:-DIGEST_LENGTH]
-            if trailer[-DIGEST_LENGTH:] != digest_bytes(whole, pad):
-                raise RemoteProtocolError("data digest mismatch on Data-In (RFC 7143 11.2.3)")
-        self.sink.pdu_received(pdu)
 
 
 async def open_connection(sink_factory: Callable[[], PduSink], host: str, port: int, *,

@@ -255,9 +255,8 @@ class Session:
         self.tsih, self.tpgt = result.tsih, result.tpgt
         self.expstatsn, self.expcmdsn, self.maxcmdsn = result.expstatsn, result.expcmdsn, result.maxcmdsn
         self.cmdsn = result.expcmdsn
-        conn.header_digest = self.params.header_digest
-        conn.data_digest = self.params.data_digest
-        conn.max_data = self.params.max_recv_data_segment_length
+        conn.negotiated(header_digest=self.params.header_digest, data_digest=self.params.data_digest,
+                        max_recv_data_segment_length=self.params.max_recv_data_segment_length)
         self._ready.set()
         self._schedule_nop()
 

@@ -7,9 +7,10 @@ straight into it (``get_buffer``/``buffer_updated``), then take ``Frame``s out w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import RemoteProtocolError
+from ..errors import LocalProtocolError, RemoteProtocolError
 from .constants import BHS_LENGTH, DIGEST_LENGTH
 from .digest import digest_bytes
 from .pdu import Pdu, parse_bhs
@@ -34,10 +35,17 @@ class OversizedDataSegment(RemoteProtocolError):
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One received PDU, not yet decoded: BHS+AHS bytes and the unpadded data segment."""
+    """One received PDU, not yet decoded: BHS+AHS bytes and the unpadded data segment. ``placed``: the
+    data segment went into the buffer the placement hook gave for it, and ``data`` is empty."""
 
     header: bytes
     data: bytes
+    placed: bool = False
+
+
+Placement = Callable[[bytes, int], "memoryview | None"]
+"""``place(header, data_len)``: where the data segment of the PDU with this BHS+AHS must land (a buffer
+of exactly ``data_len`` bytes), or None to deliver it in the ``Frame`` as usual."""
 
 
 class PduReader:
@@ -47,56 +55,87 @@ class PduReader:
     held to 8192 by the caller setting it). A larger DataSegmentLength raises ``OversizedDataSegment``
     before any of the segment is buffered, so a hostile peer cannot make us hold more than
     ``max_data`` + 1 KiB per connection.
+
+    ``place``, when given, is asked where each data segment goes (the initiator puts Data-In payloads in
+    the buffers their commands read into). The payload is then copied once, from the receive buffer into
+    place; and when most of a large payload has not arrived yet, ``get_buffer`` hands out the destination
+    itself, so the rest of it is received there with no copy at all.
     """
 
     # Hot path: one receive buffer per connection, filled in place by BufferedProtocol; PDUs are sliced
     # out of it and the unread tail is moved to the front only when the buffer runs out of room.
-    _INITIAL = 1 << 18
+    _ROOM = 65536  # the least free space offered to a receive
+    DIRECT_MIN = 16384  # below this, waiting for the whole payload in the receive buffer is cheaper
 
-    def __init__(self, *, max_data: int = 8192, header_digest: bool = False, data_digest: bool = False) -> None:
+    def __init__(self, *, max_data: int = 8192, header_digest: bool = False, data_digest: bool = False,
+                 place: Placement | None = None, size: int = 1 << 18) -> None:
         self.max_data = max_data
         self.header_digest = header_digest
         self.data_digest = data_digest
-        self._buf = bytearray(self._INITIAL)
+        self.place = place
+        self._buf = bytearray(max(size, self._ROOM))
+        self._view = memoryview(self._buf)
         self._start = 0
         self._end = 0
+        # a payload being received straight into its destination: what is still to come, the whole
+        # destination, the PDU's header, and the padding + data digest that follow it
+        self._direct: memoryview | None = None
+        self._placed: tuple[bytes, memoryview, int] | None = None
 
     # --- feeding ---------------------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        n = len(data)
-        view = self.get_buffer(n)
-        view[:n] = data
-        self.buffer_updated(n)
+        data = memoryview(data).cast("B")
+        while data:
+            view = self.get_buffer(len(data))
+            n = min(len(view), len(data))
+            view[:n] = data[:n]
+            self.buffer_updated(n)
+            data = data[n:]
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:
-        want = max(sizehint, 65536)
+        if self._direct is not None:
+            return self._direct
+        want = max(sizehint, self._ROOM)
         if len(self._buf) - self._end < want:
             pending = self._end - self._start
-            if self._start:
+            if pending + want > len(self._buf):  # a new, larger buffer (views of the old one may live on)
+                grown = bytearray(pending + want)
+                grown[:pending] = self._view[self._start : self._end]
+                self._buf, self._view = grown, memoryview(grown)
+            else:
                 self._buf[:pending] = self._buf[self._start : self._end]
-                self._start, self._end = 0, pending
-            if len(self._buf) - self._end < want:
-                self._buf.extend(bytes(want - (len(self._buf) - self._end)))
-        return memoryview(self._buf)[self._end :]
+            self._start, self._end = 0, pending
+        return self._view[self._end :]
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._end += nbytes
+        direct = self._direct
+        if direct is None:
+            self._end += nbytes
+        else:
+            self._direct = direct[nbytes:] if nbytes < len(direct) else None
 
     @property
     def buffered(self) -> int:
         return self._end - self._start
 
+    @property
+    def receiving_in_place(self) -> bool:
+        """Whether the next bytes go straight into a placed payload's destination."""
+        return self._direct is not None
+
     # --- taking frames out -----------------------------------------------------------------------
 
     def next_frame(self) -> Frame | None:
         """The next whole PDU, or None if more bytes are needed. Raises on digest or length errors."""
+        if self._placed is not None:
+            return self._finish_placed()
         avail = self._end - self._start
         if avail < BHS_LENGTH:
             return None
         s = self._start
-        buf = self._buf
-        _, ahs_len, data_len = parse_bhs(memoryview(buf)[s : s + BHS_LENGTH])
+        buf, view = self._buf, self._view
+        _, ahs_len, data_len = parse_bhs(view[s : s + BHS_LENGTH])
         hlen = BHS_LENGTH + ahs_len
         if data_len > self.max_data:  # refuse before waiting for (or buffering) any of it
             raise OversizedDataSegment(
@@ -106,25 +145,62 @@ class PduReader:
         if avail < hlen + hd:
             return None
         if hd:
-            expect = digest_bytes(memoryview(buf)[s : s + hlen])
+            expect = digest_bytes(view[s : s + hlen])
             if buf[s + hlen : s + hlen + hd] != expect:
                 raise DigestError("header digest mismatch (RFC 7143 11.2.3); the connection cannot be trusted",
                                   bytes(buf[s : s + hlen]), data_digest=False)
         padded = data_len + (-data_len % 4)
         dd = DIGEST_LENGTH if (self.data_digest and data_len) else 0
         total = hlen + hd + padded + dd
+        d0 = s + hlen + hd
+        if data_len and self.place is not None and (avail >= total or data_len >= self.DIRECT_MIN):
+            header = bytes(buf[s : s + hlen])
+            dest = self.place(header, data_len)
+            if dest is not None:
+                if len(dest) != data_len:
+                    raise LocalProtocolError(f"placement gave {len(dest)} bytes for a {data_len}-byte segment")
+                have = avail - hlen - hd
+                if have < data_len and data_len >= self.DIRECT_MIN:
+                    # the rest of the payload is received in place; the padding and digest come after it
+                    dest[:have] = view[d0 : d0 + have]
+                    self._start = self._end = 0
+                    self._direct = dest[have:]
+                    self._placed = (header, dest, padded - data_len + dd)
+                    return None
+                if avail < total:
+                    return None
+                dest[:] = view[d0 : d0 + data_len]
+                if dd and buf[d0 + padded : d0 + padded + dd] != digest_bytes(view[d0 : d0 + padded]):
+                    self._consume(total)
+                    raise DigestError("data digest mismatch (RFC 7143 11.2.3)", header, data_digest=True)
+                self._consume(total)
+                return Frame(header, b"", True)
         if avail < total:
             return None
         header = bytes(buf[s : s + hlen])
-        d0 = s + hlen + hd
         data = bytes(buf[d0 : d0 + data_len])
         if dd:
-            expect = digest_bytes(memoryview(buf)[d0 : d0 + padded])
+            expect = digest_bytes(view[d0 : d0 + padded])
             if buf[d0 + padded : d0 + padded + dd] != expect:
                 self._consume(total)
                 raise DigestError("data digest mismatch (RFC 7143 11.2.3)", header, data_digest=True)
         self._consume(total)
         return Frame(header, data)
+
+    def _finish_placed(self) -> Frame | None:
+        """The PDU whose payload went straight into place, once that and its trailer have arrived."""
+        assert self._placed is not None
+        header, dest, trailer = self._placed
+        if self._direct is not None or self._end - self._start < trailer:
+            return None
+        self._placed = None
+        s = self._start
+        self._consume(trailer)
+        if self.data_digest:
+            pad = self._buf[s : s + trailer - DIGEST_LENGTH]
+            if self._buf[s + trailer - DIGEST_LENGTH : s + trailer] != digest_bytes(dest, pad):
+                raise DigestError("data digest mismatch (RFC 7143 11.2.3)", header, data_digest=True)
+        return Frame(header, b"", True)
 
     def _consume(self, n: int) -> None:
         self._start += n

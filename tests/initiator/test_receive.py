@@ -14,7 +14,7 @@ import pytest
 from sanpath.initiator.connection import IscsiProtocol
 from sanpath.iscsi import pdu as P
 from sanpath.iscsi.constants import BHS_LENGTH, RESERVED_TAG
-from sanpath.iscsi.framing import frame_pdu
+from sanpath.iscsi.framing import Frame, PduReader, frame_pdu
 
 KiB = 1024
 SIZES = [512, 4 * KiB, 16 * KiB - 4, 16 * KiB, 64 * KiB + 2, 128 * KiB, 256 * KiB]  # some unaligned: padding
@@ -51,8 +51,7 @@ def tcp_pair() -> tuple[socket.socket, socket.socket]:
 async def connect(sink: Sink, *, digests: bool, max_data: int) -> tuple[IscsiProtocol, socket.socket]:
     ours, theirs = tcp_pair()
     _, conn = await asyncio.get_running_loop().connect_accepted_socket(lambda: IscsiProtocol(sink, "test"), ours)
-    conn.header_digest = conn.data_digest = digests
-    conn.max_data = max_data
+    conn.negotiated(header_digest=digests, data_digest=digests, max_recv_data_segment_length=max_data)
     return conn, theirs
 
 
@@ -94,14 +93,15 @@ async def test_any_split_of_the_stream_delivers_every_pdu_and_payload(
                     for piece in frame_pdu(pdu, header_digest=digests, data_digest=digests))
 
     in_place: list[int] = []  # ITT of each payload whose rest was read straight into its buffer
-    deliver = IscsiProtocol._deliver_direct
+    finish = PduReader._finish_placed
 
-    def counting_deliver(self: IscsiProtocol, trailer: bytes) -> None:
-        assert self._direct_pdu is not None
-        in_place.append(self._direct_pdu.itt)
-        deliver(self, trailer)
+    def counting_finish(self: PduReader) -> Frame | None:
+        frame = finish(self)
+        if frame is not None:
+            in_place.append(P.DataIn.decode(frame.header, b"").itt)
+        return frame
 
-    monkeypatch.setattr(IscsiProtocol, "_deliver_direct", counting_deliver)
+    monkeypatch.setattr(PduReader, "_finish_placed", counting_finish)
     loop = asyncio.get_running_loop()
     conn, theirs = await connect(sink, digests=digests, max_data=max(SIZES))
     try:
@@ -140,7 +140,7 @@ async def test_a_corrupt_payload_read_in_place_fails_the_data_digest() -> None:
     try:
         async with asyncio.timeout(30):
             await loop.sock_sendall(theirs, wire[:100])  # the header first: the rest is then read in place
-            while conn._direct is None:
+            while not conn.reader.receiving_in_place:
                 await asyncio.sleep(0.001)
             await loop.sock_sendall(theirs, wire[100:])
             await conn.closed

@@ -172,3 +172,50 @@ def test_decoding_garbage_never_crashes(blob: bytes) -> None:
             P.decode(frame.header, frame.data)
     except RemoteProtocolError:
         pass
+
+
+def _placing_reader(buffers: dict[int, bytearray], **kw: bool) -> PduReader:
+    """A reader that places Data-In payloads in ``buffers[itt]`` at the PDU's offset, as the initiator does."""
+
+    def place(header: bytes, data_len: int) -> memoryview | None:
+        pdu = P.decode(header, bytes(data_len)) if header[0] & 0x3F == Opcode.DATA_IN else None
+        if not isinstance(pdu, P.DataIn) or pdu.itt not in buffers:
+            return None
+        return memoryview(buffers[pdu.itt])[pdu.offset : pdu.offset + data_len]
+
+    return PduReader(max_data=1 << 17, place=place, **kw)
+
+
+@given(st.lists(st.integers(1, 1 << 17), min_size=1, max_size=6), st.integers(1, 70000), st.booleans())
+def test_placed_payloads_land_in_place_whatever_the_cut(sizes: list[int], step: int, digests: bool) -> None:
+    payloads = {itt: bytes([itt]) * n for itt, n in enumerate(sizes, 1)}
+    pdus: list[P.Pdu] = []
+    for itt, payload in payloads.items():
+        pdus.append(P.DataIn(data=payload, final=True, has_status=True, itt=itt, datasn=0, offset=0))
+        pdus.append(P.NopIn(data=b"between", itt=100 + itt))  # not placed: its data comes in the frame
+    wire = b"".join(bytes(x) for p in pdus for x in frame_pdu(p, header_digest=digests, data_digest=digests))
+    buffers = {itt: bytearray(len(p)) for itt, p in payloads.items()}
+    reader = _placing_reader(buffers, header_digest=digests, data_digest=digests)
+    frames: list[Frame] = []
+    for i in range(0, len(wire), step):
+        reader.receive_data(wire[i : i + step])
+        while (frame := reader.next_frame()) is not None:
+            frames.append(frame)
+    assert [f.placed for f in frames] == [True, False] * len(payloads)
+    assert [P.decode(f.header, f.data if not f.placed else bytes(P.parse_bhs(f.header)[2])).itt
+            for f in frames] == [p.itt for p in pdus]
+    assert {itt: bytes(b) for itt, b in buffers.items()} == payloads
+    assert reader.buffered == 0 and not reader.receiving_in_place
+
+
+def test_a_corrupt_payload_placed_in_place_fails_its_data_digest() -> None:
+    pdu = P.DataIn(data=b"z" * 65536, final=True, itt=1, datasn=0, offset=0)
+    wire = bytearray(b"".join(bytes(x) for x in frame_pdu(pdu, data_digest=True)))
+    wire[BHS_LENGTH + 30000] ^= 1
+    reader = _placing_reader({1: bytearray(65536)}, data_digest=True)
+    reader.receive_data(wire[:100])
+    assert reader.next_frame() is None and reader.receiving_in_place
+    reader.receive_data(wire[100:])
+    with pytest.raises(DigestError) as exc:
+        reader.next_frame()
+    assert exc.value.data_digest and reader.buffered == 0
