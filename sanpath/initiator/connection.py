@@ -31,7 +31,7 @@ _RX = 1 << 20  # receive buffer: big enough for many PDUs per recv
 class PduSink(Protocol):
     """What the connection delivers to (the session)."""
 
-    def data_in_buffer(self, itt: int) -> memoryview | None: ...
+    def place_data_in(self, header: bytes, data_len: int) -> memoryview | None: ...
 
     def pdu_received(self, pdu: P.Pdu) -> None: ...
 
@@ -46,7 +46,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self.header_digest = False  # what we send; the reader checks what we receive
         self.data_digest = False
         # our MaxRecvDataSegmentLength is 8192 during login (RFC 7143 13.12)
-        self.reader = PduReader(max_data=8192, place=self._place, size=_RX)
+        self.reader = PduReader(max_data=8192, place=sink.place_data_in, size=_RX)
         self.last_rx = 0.0
         # the loop, looked up once: on Python 3.11 asyncio.get_running_loop() costs a getpid() system call
         self.loop = asyncio.get_running_loop()
@@ -128,16 +128,6 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             self.transport.abort()
 
     # --- receiving -----------------------------------------------------------------------------
-
-    def _place(self, header: bytes, data_len: int) -> memoryview | None:
-        """Where a Data-In payload goes: its command's buffer at the PDU's offset (RFC 7143 11.7.4)."""
-        if header[0] & 0x3F != Opcode.DATA_IN:
-            return None
-        dest = self.sink.data_in_buffer(int.from_bytes(header[16:20], "big"))
-        offset = int.from_bytes(header[40:44], "big")
-        if dest is None or offset + data_len > len(dest):
-            return None  # delivered with the PDU: the session says what is wrong with it
-        return dest[offset : offset + data_len]
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.reader.get_buffer(sizehint)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ..errors import LoginError, RemoteProtocolError
 from ..iscsi import pdu as P
+from ..iscsi import stages
 from ..iscsi import text as T
 from ..iscsi.auth import ChapInitiator
 from ..iscsi.constants import ISCSI_VERSION, LoginStatus, Stage
@@ -183,15 +184,22 @@ class InitiatorLogin:
                              portal=self.portal)
         if not resp.transit:
             return self._request(answers, transit=True, nsg=Stage.OPERATIONAL)
-        if resp.nsg == Stage.FULL_FEATURE:
+        if self._transit(resp) == Stage.FULL_FEATURE:
             self._finish(resp)
             return None
-        self.stage = Stage.OPERATIONAL
         self.negotiation.phase = Phase.OPERATIONAL
         return self._request({**answers, **self.negotiation.offer()}, transit=True, nsg=Stage.FULL_FEATURE)
 
+    def _transit(self, resp: P.LoginResponse) -> Stage:
+        """The target granted a transit: the stage moves as the shared table allows (RFC 7143 6.3)."""
+        try:
+            self.stage = stages.transit(Role.INITIATOR, resp.csg, resp.nsg)
+        except stages.StageError as e:
+            raise RemoteProtocolError(f"login response: {e}") from None
+        return self.stage
+
     def _operational(self, resp: P.LoginResponse, answers: dict[str, str]) -> P.LoginRequest | None:
-        if resp.transit and resp.nsg == Stage.FULL_FEATURE:
+        if resp.transit and self._transit(resp) == Stage.FULL_FEATURE:
             if not self.negotiation.complete:
                 raise RemoteProtocolError(f"target moved to full feature phase without answering "
                                           f"{', '.join(sorted(self.negotiation.pending))} (RFC 7143 6.2)")

@@ -1,5 +1,7 @@
-"""An initiator session (RFC 7143, ErrorRecoveryLevel 0, one connection): login, the command window,
-SCSI commands with immediate, unsolicited and solicited data, Data-In, liveness, timeouts, reconnect.
+"""An initiator session on asyncio (RFC 7143, ErrorRecoveryLevel 0, one connection): the sans-IO
+``InitiatorCore`` (sanpath.iscsi.initiator_core: the command window, the ITT table, the PDUs both ways)
+with what needs a loop: connecting and logging in, futures for whoever waits, the command timeouts, the
+NOP-Out keep-alive and reconnection.
 
 Failure model, for the multipath layer above: when the connection goes, every command in flight fails
 at once with ``ConnectionLost`` naming the portal and the cause, so the caller can reissue it on another
@@ -34,13 +36,14 @@ from ..errors import (
 from ..iscsi import pdu as P
 from ..iscsi import text as T
 from ..iscsi.auth import ChapCredentials, ChapInitiator
-from ..iscsi.constants import RESERVED_TAG, AsyncEvent, LogoutReason, TaskFunction, TaskResponse
-from ..iscsi.keys import SessionParams
-from ..iscsi.serial import sn_lt
+from ..iscsi.constants import RESERVED_TAG, AsyncEvent, TaskFunction, TaskResponse
+from ..iscsi.initiator_core import CommandResult, InitiatorCore, Request, ScsiTask
 from ..scsi.constants import SenseKey, Status
 from ..scsi.sense import parse_sense
 from .connection import IscsiProtocol, open_connection
 from .login import InitiatorLogin, LoginRedirect, default_keys
+
+__all__ = ["CommandResult", "Session", "SessionConfig", "default_initiator_name", "new_isid"]
 
 log = logging.getLogger(__name__)
 
@@ -102,68 +105,17 @@ class SessionConfig:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-@dataclass(slots=True)
-class CommandResult:
-    """How a SCSI command ended. ``data`` is the Data-In actually received."""
-
-    status: int
-    sense: bytes = b""
-    data: memoryview = field(default_factory=lambda: memoryview(b""))
-    residual: int = 0
-    overflow: bool = False
-    underflow: bool = False
-
-
-@dataclass(slots=True, eq=False)
-class _Task:
-    itt: int
-    lun: int
-    cdb: bytes
-    edtl: int
-    buffer: memoryview | None  # where Data-In goes
-    data_out: memoryview | None
-    future: asyncio.Future[CommandResult] | None  # who waits: ``execute`` (a future) ...
-    callback: Callable[[CommandResult | BaseException], None] | None = None  # ... or ``start`` (a callback)
-    datasn: int = 0
-    limit: float = 0.0  # the command timeout, seconds (0: none)
-    deadline: float = 0.0  # loop time when it times out (0: none, or already escalated)
-
-    @property
-    def done(self) -> bool:
-        return self.future.done() if self.future is not None else self.callback is None
-
-    def settle(self, outcome: CommandResult | BaseException) -> None:
-        """Hand the command's result or error to whoever waits for it, once."""
-        if self.future is not None:
-            if not self.future.done():
-                if isinstance(outcome, BaseException):
-                    self.future.set_exception(outcome)
-                else:
-                    self.future.set_result(outcome)
-        elif self.callback is not None:
-            callback, self.callback = self.callback, None
-            callback(outcome)
-
-
-class Session:
+class Session(InitiatorCore):
     """One logged-in session. Use ``await Session.open(config)``."""
 
     def __init__(self, config: SessionConfig) -> None:
+        super().__init__(config.portal)
         self.config = config
-        self.portal = config.portal
         self.isid = config.isid or new_isid()
         self.conn: IscsiProtocol | None = None
-        self.params = SessionParams()
         self.tsih = 0
         self.tpgt: int | None = None
-        self.cmdsn = 0
-        self.expcmdsn = 0
-        self.maxcmdsn = 0
-        self.expstatsn = 0
-        self._itt = itertools.count(1)
-        self.tasks: dict[int, _Task] = {}
-        self._waiters: dict[int, asyncio.Future[P.Pdu]] = {}  # ITT -> NOP/TMF/text/logout answer
-        self._window: list[asyncio.Future[None]] = []
+        self._window_waiters: list[asyncio.Future[None]] = []
         self._login_q: asyncio.Queue[P.Pdu | str] | None = None  # str: the connection was lost
         self._ready = asyncio.Event()
         self._closing = False
@@ -201,7 +153,7 @@ class Session:
         chap = (ChapInitiator(cfg.chap, target=cfg.mutual, algorithms=cfg.chap_algorithms)
                 if cfg.chap is not None else None)
         login = InitiatorLogin(initiator_name=cfg.initiator_name, target_name=cfg.target, isid=self.isid,
-                               portal=self.portal, chap=chap, cmdsn=self.cmdsn,
+                               portal=self.portal, chap=chap, cmdsn=self.window.cmdsn,
                                keys=default_keys(max_recv_data_segment_length=cfg.max_recv_data_segment_length,
                                                  max_burst_length=cfg.max_burst_length,
                                                  first_burst_length=cfg.first_burst_length,
@@ -251,20 +203,16 @@ class Session:
             raise ConnectionLost("connection closed during login", portal=self.portal, cause="closed in login")
         result = login.result
         assert result is not None
-        self.params = result.params
+        self.full_feature(result.params, expcmdsn=result.expcmdsn, maxcmdsn=result.maxcmdsn,
+                          expstatsn=result.expstatsn)
         self.tsih, self.tpgt = result.tsih, result.tpgt
-        self.expstatsn, self.expcmdsn, self.maxcmdsn = result.expstatsn, result.expcmdsn, result.maxcmdsn
-        self.cmdsn = result.expcmdsn
         conn.negotiated(header_digest=self.params.header_digest, data_digest=self.params.data_digest,
                         max_recv_data_segment_length=self.params.max_recv_data_segment_length)
+        self.send = conn.send
         self._ready.set()
         self._schedule_nop()
 
-    # --- sink interface (called by the connection) -----------------------------------------
-
-    def data_in_buffer(self, itt: int) -> memoryview | None:
-        task = self.tasks.get(itt)
-        return task.buffer if task is not None else None
+    # --- the connection's sink ---------------------------------------------------------------
 
     def connection_lost(self, conn: IscsiProtocol, cause: str) -> None:
         if conn is not self.conn:
@@ -274,14 +222,8 @@ class Session:
             return
         self._ready.clear()
         self._cancel_nop()
-        error = ConnectionLost(cause, portal=self.portal, cause=cause)
-        for task in list(self.tasks.values()):
-            self._fail(task, error)
-        for fut in self._waiters.values():
-            if not fut.done():
-                fut.set_exception(error)
-        self._waiters.clear()
-        self._wake_window()
+        self.connection_gone(ConnectionLost(cause, portal=self.portal, cause=cause))
+        self.window_opened()  # waiters see the session is down
         if not self._closing:
             self.lost_count += 1
             log.warning("%s: %s", self.portal, cause)
@@ -291,79 +233,59 @@ class Session:
                 if self._reconnector is None or self._reconnector.done():
                     self._reconnector = asyncio.get_running_loop().create_task(self._reconnect())
             elif self._fatal is None:
-                self._fatal = error
+                self._fatal = ConnectionLost(cause, portal=self.portal, cause=cause)
 
     def pdu_received(self, pdu: P.Pdu) -> None:
         if self._login_q is not None:
             self._login_q.put_nowait(pdu)
             return
-        if type(pdu) is P.DataIn:  # the hot path of a read workload: checked first, by identity
-            if pdu.has_status:
-                self.expstatsn = (pdu.statsn + 1) & 0xFFFFFFFF
-            self._update_window(pdu.expcmdsn, pdu.maxcmdsn)
-            self._data_in(pdu)
-            return
-        self._update_sn(pdu)
-        if isinstance(pdu, P.ScsiResponse):
-            task = self.tasks.get(pdu.itt)
-            if task is not None:
-                self._complete(task, CommandResult(pdu.status, pdu.sense, residual=pdu.residual,
-                                                   overflow=pdu.overflow, underflow=pdu.underflow))
-        elif isinstance(pdu, P.R2T):
-            self._r2t(pdu)
-        elif isinstance(pdu, P.NopIn):
-            if pdu.itt == RESERVED_TAG:
-                if pdu.ttt != RESERVED_TAG:  # the target pings us: answer (§11.18)
-                    self._send(P.NopOut(immediate=True, lun=pdu.lun, itt=RESERVED_TAG, ttt=pdu.ttt,
-                                        cmdsn=self.cmdsn, expstatsn=self.expstatsn))
+        self.receive(pdu)
+
+    # --- the core's hooks: who waits gets told -------------------------------------------------
+
+    def command_ended(self, task: ScsiTask, outcome: CommandResult | BaseException) -> None:
+        waiter = task.waiter
+        if isinstance(waiter, asyncio.Future):  # ``execute``
+            if not waiter.done():
+                if isinstance(outcome, BaseException):
+                    waiter.set_exception(outcome)
+                else:
+                    waiter.set_result(outcome)
+        else:  # ``start``: a callback
+            waiter(outcome)
+
+    def request_ended(self, request: Request, outcome: P.Pdu | BaseException | None) -> None:
+        fut = request.waiter
+        if fut is not None and not fut.done():
+            if isinstance(outcome, BaseException):
+                fut.set_exception(outcome)
             else:
-                self._answer(pdu.itt, pdu)
-        elif isinstance(pdu, P.TaskMgmtResponse | P.TextResponse | P.LogoutResponse):
-            self._answer(pdu.itt, pdu)
-        elif isinstance(pdu, P.Reject):
-            self._reject(pdu)
-        elif isinstance(pdu, P.AsyncMessage):
-            self._async_message(pdu)
+                fut.set_result(outcome)
 
-    # --- sequence numbers, window -----------------------------------------------------------
-
-    def _update_sn(self, pdu: P.Pdu) -> None:
-        """ExpStatSN, ExpCmdSN and MaxCmdSN from any PDU but Data-In (``pdu_received`` does those)."""
-        statsn = getattr(pdu, "statsn", None)
-        if statsn is not None and (
-            isinstance(pdu, P.ScsiResponse | P.TaskMgmtResponse | P.TextResponse | P.LogoutResponse | P.Reject
-                       | P.AsyncMessage)
-            or (isinstance(pdu, P.NopIn) and pdu.itt != RESERVED_TAG)
-        ):
-            self.expstatsn = (statsn + 1) & 0xFFFFFFFF
-        expcmdsn = getattr(pdu, "expcmdsn", None)
-        maxcmdsn = getattr(pdu, "maxcmdsn", None)
-        if expcmdsn is not None and maxcmdsn is not None:
-            self._update_window(expcmdsn, maxcmdsn)
-
-    def _update_window(self, expcmdsn: int, maxcmdsn: int) -> None:
-        if sn_lt(maxcmdsn, (expcmdsn - 1) & 0xFFFFFFFF):
-            return  # §4.2.2.1: ignore both values when MaxCmdSN < ExpCmdSN - 1
-        if sn_lt(self.expcmdsn, expcmdsn):
-            self.expcmdsn = expcmdsn
-        if sn_lt(self.maxcmdsn, maxcmdsn):
-            self.maxcmdsn = maxcmdsn
-            self._wake_window()
-
-    def _wake_window(self) -> None:
-        waiters, self._window = self._window, []
+    def window_opened(self) -> None:
+        waiters, self._window_waiters = self._window_waiters, []
         for f in waiters:
             if not f.done():
                 f.set_result(None)
+
+    def async_message(self, pdu: P.AsyncMessage) -> None:
+        log.info("%s: asynchronous message, event %d", self.portal, pdu.event)
+        if pdu.event in (AsyncEvent.DROP_CONNECTION, AsyncEvent.DROP_ALL_CONNECTIONS) and self.conn is not None:
+            self.conn.abort(f"the target announced it drops the connection (async event {pdu.event})")
+        elif pdu.event == AsyncEvent.LOGOUT_REQUEST and self.conn is not None:
+            # The target wants us gone within Parameter3 seconds: at ERL 0 a drop and re-login will do.
+            self.conn.abort("the target requested a logout (async event 1)")
+
+    # --- waiting for the window ----------------------------------------------------------------
 
     async def _wait_window(self) -> None:
         """Wait until the session is logged in and the command window has room for a command."""
         while True:
             await self._wait_ready()
-            if not sn_lt(self.maxcmdsn, self.cmdsn):
+            if self.window.open:
                 return
             f = asyncio.get_running_loop().create_future()
-            self._window.append(f)
+            self._window_waiters.append(f)
             await f
 
     async def _wait_ready(self) -> None:
@@ -375,10 +297,6 @@ class Session:
             await self._ready.wait()
             if self._fatal is not None:
                 raise self._fatal
-
-    def _send(self, pdu: P.Pdu) -> None:
-        if self.conn is not None:
-            self.conn.send(pdu)
 
     # --- SCSI commands ---------------------------------------------------------------------
 
@@ -392,9 +310,9 @@ class Session:
         while True:
             # Hot path: when the session is up and the window open (nearly always), the command is issued
             # without awaiting anything, so one I/O costs one suspension (on its future).
-            if self._fatal is not None or not self._ready.is_set() or sn_lt(self.maxcmdsn, self.cmdsn):
+            if self._fatal is not None or not self._ready.is_set() or not self.window.open:
                 await self._wait_window()
-            future = self._loop.create_future()
+            future: asyncio.Future[CommandResult] = self._loop.create_future()
             task = self._issue(lun, cdb, data_out, read_length, buffer, limit, future)
             try:
                 conn = self.conn
@@ -403,7 +321,7 @@ class Session:
                 result = await future
             except asyncio.CancelledError:
                 if not future.done():  # the caller gave up: stop tracking it and abort it at the target
-                    self._finish(task)
+                    self.forget(task)
                     self._spawn(self._abort_quietly(task))
                 raise
             attempts -= 1
@@ -421,7 +339,7 @@ class Session:
         fast path for engines that keep many commands in flight: no future, task or coroutine per command.
         """
         conn = self.conn
-        if (self._fatal is not None or not self._ready.is_set() or sn_lt(self.maxcmdsn, self.cmdsn)
+        if (self._fatal is not None or not self._ready.is_set() or not self.window.open
                 or conn is None or conn.writing_paused):
             return False
         self._issue(lun, cdb, data_out, read_length, buffer, self.config.command_timeout, callback)
@@ -443,122 +361,19 @@ class Session:
 
     def _issue(self, lun: int, cdb: bytes, data_out: bytes | bytearray | memoryview | None, read_length: int,
                buffer: bytearray | memoryview | None, limit: float,
-               waiter: asyncio.Future[CommandResult] | Callable[[CommandResult | BaseException], None]) -> _Task:
-        """Send one command now (the caller has checked the session is ready and the window open)."""
-        out = memoryview(data_out).cast("B") if data_out is not None else None
-        buf: memoryview | None = None
-        if read_length:
-            buf = memoryview(buffer if buffer is not None else bytearray(read_length)).cast("B")[:read_length]
-        edtl = len(out) if out is not None else read_length
-        itt = next(self._itt) & 0xFFFFFFFF
-        loop = self._loop
-        task = (_Task(itt, lun, cdb, edtl, buf, out, waiter) if isinstance(waiter, asyncio.Future)
-                else _Task(itt, lun, cdb, edtl, buf, out, None, waiter))
-        cmdsn = self.cmdsn
-        self.cmdsn = (cmdsn + 1) & 0xFFFFFFFF
-        self.tasks[itt] = task
-        p = self.params
-        immediate = b"" if out is None or not p.immediate_data else out[: min(edtl, p.first_burst_length,
-                                                                                  p.max_send_data_segment_length)]
-        self._send(P.ScsiCommand(data=immediate, read=bool(read_length), write=out is not None and edtl > 0,
-                                 lun=P.lun_to_field(lun), itt=itt, edtl=edtl, cmdsn=cmdsn,
-                                 expstatsn=self.expstatsn, cdb=cdb))
-        if out is not None and not p.initial_r2t and len(immediate) < min(edtl, p.first_burst_length):
-            self._send_data(task, len(immediate), min(edtl, p.first_burst_length) - len(immediate), RESERVED_TAG)
+               waiter: asyncio.Future[CommandResult] | Callable[[CommandResult | BaseException], None]) -> ScsiTask:
+        task = self.issue(lun, cdb, data_out, read_length, buffer, waiter)
         if limit > 0:
             task.limit = limit
-            task.deadline = loop.time() + limit
+            task.deadline = self._loop.time() + limit
             if self._sweep is None or task.deadline < self._sweep_at:
                 self._arm_sweep(task.deadline)
         return task
 
-    async def _abort_quietly(self, task: _Task) -> None:
+    async def _abort_quietly(self, task: ScsiTask) -> None:
         with contextlib.suppress(IscsiError, TimeoutError):
             await self.task_management(TaskFunction.ABORT_TASK, task.lun, task.itt,
                                        timeout=max(1.0, self.config.nop_timeout))
-
-    def _send_data(self, task: _Task, offset: int, length: int, ttt: int) -> None:
-        """Data-Out PDUs for ``[offset, offset+length)`` of the task's data, one sequence (§11.7)."""
-        assert task.data_out is not None
-        seg = self.params.max_send_data_segment_length
-        end = offset + length
-        datasn = 0
-        send = self._send
-        lun = P.lun_to_field(task.lun)
-        while offset < end:
-            n = min(seg, end - offset)
-            send(P.DataOut(data=task.data_out[offset : offset + n], final=offset + n == end, lun=lun,
-                           itt=task.itt, ttt=ttt, expstatsn=self.expstatsn, datasn=datasn, offset=offset))
-            offset += n
-            datasn += 1
-
-    def _r2t(self, r2t: P.R2T) -> None:
-        task = self.tasks.get(r2t.itt)
-        if task is None or task.data_out is None or r2t.offset + r2t.length > task.edtl:
-            raise RemoteProtocolError(f"R2T for ITT 0x{r2t.itt:08x} at {r2t.offset}+{r2t.length} does not match "
-                                      "a write in flight (RFC 7143 11.8)")
-        self._send_data(task, r2t.offset, r2t.length, r2t.ttt)
-
-    def _data_in(self, d: P.DataIn) -> None:
-        task = self.tasks.get(d.itt)
-        if task is None:
-            raise RemoteProtocolError(f"Data-In for unknown ITT 0x{d.itt:08x}")
-        if d.datasn != task.datasn:
-            raise RemoteProtocolError(f"Data-In DataSN {d.datasn}, expected {task.datasn} (RFC 7143 11.7.5)")
-        task.datasn += 1
-        n = len(d.data)
-        if n:  # the connection copies payloads into task.buffer itself; this is the fallback path
-            if task.buffer is None or d.offset + n > len(task.buffer):
-                raise RemoteProtocolError(f"Data-In at {d.offset}+{n} beyond the expected length {task.edtl}")
-            task.buffer[d.offset : d.offset + n] = d.data
-        if d.has_status:
-            self._complete(task, CommandResult(d.status, b"", residual=d.residual, overflow=d.overflow,
-                                               underflow=d.underflow))
-
-    def _complete(self, task: _Task, result: CommandResult) -> None:
-        # Payloads placed straight into the buffer leave no count behind; the residual says how much
-        # of the expected length arrived (§11.4.5).
-        if task.buffer is not None:
-            result.data = task.buffer[: max(0, task.edtl - result.residual) if result.underflow else task.edtl]
-        self._finish(task)
-        task.settle(result)
-
-    def abandon(self, lun: int, error: BaseException) -> int:
-        """Fail every command in flight to ``lun`` with ``error`` without telling the target: for commands
-        a LUN reset has aborted (no response will ever come for them, RFC 7143 §4.2.3.3)."""
-        tasks = [t for t in self.tasks.values() if t.lun == lun]
-        for task in tasks:
-            self._fail(task, error)
-        return len(tasks)
-
-    def _fail(self, task: _Task, error: BaseException) -> None:
-        self._finish(task)
-        task.settle(error)
-
-    def _finish(self, task: _Task) -> None:
-        self.tasks.pop(task.itt, None)
-
-    def _reject(self, pdu: P.Reject) -> None:
-        itt = int.from_bytes(pdu.data[16:20], "big") if len(pdu.data) >= 48 else RESERVED_TAG
-        error = IscsiError(f"the target rejected a PDU (reason 0x{pdu.reason:02x}, RFC 7143 11.17.1)",
-                           portal=self.portal)
-        task = self.tasks.get(itt)
-        if task is not None:
-            self._fail(task, error)
-        elif itt in self._waiters:
-            fut = self._waiters.pop(itt)
-            if not fut.done():
-                fut.set_exception(error)
-        else:
-            log.warning("%s: %s", self.portal, error)
-
-    def _async_message(self, pdu: P.AsyncMessage) -> None:
-        log.info("%s: asynchronous message, event %d", self.portal, pdu.event)
-        if pdu.event in (AsyncEvent.DROP_CONNECTION, AsyncEvent.DROP_ALL_CONNECTIONS) and self.conn is not None:
-            self.conn.abort(f"the target announced it drops the connection (async event {pdu.event})")
-        elif pdu.event == AsyncEvent.LOGOUT_REQUEST and self.conn is not None:
-            # The target wants us gone within Parameter3 seconds: at ERL 0 a drop and re-login will do.
-            self.conn.abort("the target requested a logout (async event 1)")
 
     # --- timeouts and task management -------------------------------------------------------
 
@@ -575,7 +390,7 @@ class Session:
         self._sweep = None
         now = asyncio.get_running_loop().time()
         earliest = 0.0
-        for task in list(self.tasks.values()):
+        for task in self.scsi_tasks():
             if not task.deadline:
                 continue
             if task.deadline <= now:
@@ -592,7 +407,7 @@ class Session:
         self._background.add(job)
         job.add_done_callback(self._background.discard)
 
-    async def _escalate(self, task: _Task) -> None:
+    async def _escalate(self, task: ScsiTask) -> None:
         """ABORT TASK, then LOGICAL UNIT RESET, then drop the connection (the open-iscsi order)."""
         limit = task.limit
         log.warning("%s: command 0x%02x to LUN %d timed out after %.1f s; aborting it", self.portal, task.cdb[0],
@@ -601,40 +416,33 @@ class Session:
                                f"{limit:.1f} s", portal=self.portal)
         step_timeout = max(1.0, self.config.nop_timeout)
         for function in (TaskFunction.ABORT_TASK, TaskFunction.LOGICAL_UNIT_RESET):
-            if task.done:
+            if not self.in_flight(task):
                 return
             try:
                 response = await self.task_management(function, task.lun, task.itt, timeout=step_timeout)
             except (IscsiError, TimeoutError):
                 continue
             if response in (TaskResponse.COMPLETE, TaskResponse.TASK_DOES_NOT_EXIST):
-                self._fail(task, error)
+                self.fail(task, error)
                 return
-        if not task.done and self.conn is not None:
-            self._fail(task, error)
+        if self.in_flight(task) and self.conn is not None:
+            self.fail(task, error)
             self.conn.abort(f"task management did not clear a timed-out command to LUN {task.lun}")
+
+    async def _await_reply(self, request: Request, timeout: float) -> P.Pdu | None:
+        try:
+            return await within(request.waiter, timeout)
+        finally:
+            self.cancel(request)
 
     async def task_management(self, function: int, lun: int, rtt: int = RESERVED_TAG, *,
                               timeout: float = 10.0) -> int:
         """Send a task management request (§11.5); returns the response code."""
         await self._wait_ready()
-        itt = next(self._itt) & 0xFFFFFFFF
-        fut: asyncio.Future[P.Pdu] = asyncio.get_running_loop().create_future()
-        self._waiters[itt] = fut
-        refcmdsn = self.cmdsn
-        self._send(P.TaskMgmtRequest(immediate=True, function=function, lun=P.lun_to_field(lun), itt=itt, rtt=rtt,
-                                     cmdsn=self.cmdsn, expstatsn=self.expstatsn, refcmdsn=refcmdsn))
-        try:
-            resp = await within(fut, timeout)
-        finally:
-            self._waiters.pop(itt, None)
-        assert isinstance(resp, P.TaskMgmtResponse)
+        request = self.task_mgmt_request(function, lun, rtt, waiter=self._loop.create_future())
+        resp = await self._await_reply(request, timeout)
+        assert isinstance(resp, P.TaskMgmtResponse)  # the core checked the reply's kind
         return resp.response
-
-    def _answer(self, itt: int, pdu: P.Pdu) -> None:
-        fut = self._waiters.pop(itt, None)
-        if fut is not None and not fut.done():
-            fut.set_result(pdu)
 
     # --- liveness --------------------------------------------------------------------------------
 
@@ -665,25 +473,16 @@ class Session:
                 return
         if self._ping_deadline is None and now - conn.last_rx >= cfg.nop_interval:
             # The answer needs no waiter: any PDU at all, this NOP-In included, resets conn.last_rx.
-            itt = next(self._itt) & 0xFFFFFFFF
-            self._send(P.NopOut(immediate=True, itt=itt, cmdsn=self.cmdsn, expstatsn=self.expstatsn))
+            self.nop_out(keepalive=True)
             self._ping_deadline = now + cfg.nop_timeout
         self._schedule_nop()
 
     async def ping(self, timeout: float = 5.0) -> float:
         """A NOP-Out round trip; returns its duration in seconds."""
         await self._wait_ready()
-        loop = asyncio.get_running_loop()
-        itt = next(self._itt) & 0xFFFFFFFF
-        fut: asyncio.Future[P.Pdu] = loop.create_future()
-        self._waiters[itt] = fut
-        start = loop.time()
-        self._send(P.NopOut(immediate=True, itt=itt, cmdsn=self.cmdsn, expstatsn=self.expstatsn, data=b"ping"))
-        try:
-            await within(fut, timeout)
-        finally:
-            self._waiters.pop(itt, None)
-        return loop.time() - start
+        start = self._loop.time()
+        await self._await_reply(self.nop_out(b"ping", waiter=self._loop.create_future()), timeout)
+        return self._loop.time() - start
 
     # --- reconnect -------------------------------------------------------------------------------
 
@@ -710,24 +509,20 @@ class Session:
             self._fatal = ConnectionLost(f"gave up reconnecting after {cfg.reconnect_attempts} attempts",
                                          portal=self.portal, cause="reconnect exhausted")
         self._ready.set()  # wake waiters so that they see the error
-        self._wake_window()
+        self.window_opened()
 
     # --- text, logout, close ----------------------------------------------------------------------
 
     async def text(self, keys: Sequence[tuple[str, str]], *, timeout: float = 10.0) -> list[tuple[str, str]]:
         """A text request (e.g. SendTargets=All), following C-bit continuation (§11.10)."""
         await self._wait_ready()
-        itt = next(self._itt) & 0xFFFFFFFF
         reassembler = T.TextReassembler()
-        ttt = RESERVED_TAG
-        data = T.encode(list(keys))
+        request: Request | None = None
+        ttt, data = RESERVED_TAG, T.encode(list(keys))
         while True:
-            fut: asyncio.Future[P.Pdu] = asyncio.get_running_loop().create_future()
-            self._waiters[itt] = fut
-            self._send(P.TextRequest(immediate=True, data=data, final=True, itt=itt, ttt=ttt, cmdsn=self.cmdsn,
-                                     expstatsn=self.expstatsn))
-            resp = await within(fut, timeout)
-            assert isinstance(resp, P.TextResponse)
+            request = self.text_request(data, waiter=self._loop.create_future(), continuing=request, ttt=ttt)
+            resp = await self._await_reply(request, timeout)
+            assert isinstance(resp, P.TextResponse)  # the core checked the reply's kind
             text = reassembler.feed(resp.data, resp.cont)
             if text is not None:
                 return T.decode_pairs(text)
@@ -740,13 +535,9 @@ class Session:
             self._reconnector.cancel()
         conn = self.conn
         if conn is not None and conn.transport is not None and self._ready.is_set():
-            itt = next(self._itt) & 0xFFFFFFFF
-            fut: asyncio.Future[P.Pdu] = asyncio.get_running_loop().create_future()
-            self._waiters[itt] = fut
-            self._send(P.LogoutRequest(immediate=True, reason=LogoutReason.CLOSE_SESSION, itt=itt, cmdsn=self.cmdsn,
-                                       expstatsn=self.expstatsn))
+            request = self.logout_request(waiter=self._loop.create_future())
             with contextlib.suppress(IscsiError, TimeoutError):
-                await within(fut, timeout)
+                await self._await_reply(request, timeout)
         await self.close()
 
     async def close(self) -> None:

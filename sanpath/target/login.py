@@ -1,7 +1,7 @@
 """Target side of login (RFC 7143 §6): stages, transitions, text continuation, authentication,
 operational negotiation, and the checks that decide who may log in to what.
 
-The stage rules are a table: ``_TRANSITIONS[(CSG, NSG)]`` says whether a transit request is allowed.
+The stage rules are the table both roles share (``sanpath.iscsi.stages``).
 Sans-IO: ``TargetLogin.receive(LoginRequest)`` returns the Login Response to send and, once the login
 reaches full feature phase, the negotiated result; a refusal raises ``LoginFailed`` carrying the
 response with the status class and detail of §11.13.5.
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import AuthenticationError, RemoteProtocolError
 from ..iscsi import pdu as P
+from ..iscsi import stages
 from ..iscsi import text as T
 from ..iscsi.auth import ChapCredentials, ChapTarget
 from ..iscsi.constants import ISCSI_VERSION, LoginStatus, Stage
@@ -25,13 +26,6 @@ if TYPE_CHECKING:
 MAX_RECV_DATA_SEGMENT = 262144  # what the target declares it can receive in full feature phase
 MAX_BURST_LENGTH = (16 << 20) - 1024  # the largest multiple of 1 KiB below the 2**24 limit (§13.13)
 FIRST_BURST_LENGTH = 262144  # unsolicited data per command: bounds memory at window x 256 KiB
-
-# (CSG, NSG) -> allowed when the initiator sets T (RFC 7143 §6.3, §11.12.3).
-_TRANSITIONS: dict[tuple[int, int], bool] = {
-    (Stage.SECURITY, Stage.OPERATIONAL): True,
-    (Stage.SECURITY, Stage.FULL_FEATURE): True,
-    (Stage.OPERATIONAL, Stage.FULL_FEATURE): True,
-}
 
 _PHASE = {Stage.SECURITY: Phase.SECURITY, Stage.OPERATIONAL: Phase.OPERATIONAL}
 
@@ -152,9 +146,10 @@ class TargetLogin:
         if req.tsih != 0:
             raise self._fail(req, LoginStatus.SESSION_DOES_NOT_EXIST,
                              "adding a connection to a session is not supported (MaxConnections=1)")
-        if req.csg == Stage.FULL_FEATURE:
-            raise self._fail(req, LoginStatus.INITIATOR_ERROR, "CSG cannot be full feature phase")
-        self.stage = Stage(req.csg)
+        try:
+            self.stage = stages.first(Role.TARGET, req.csg)
+        except stages.StageError as e:
+            raise self._fail(req, LoginStatus.INITIATOR_ERROR, str(e)) from None
 
     def _first_keys(self, req: P.LoginRequest, keys: dict[str, str]) -> None:
         """The leading login's declarations: who is asking for what (RFC 7143 §6.3.1, §13.5, §13.21)."""
@@ -242,9 +237,10 @@ class TargetLogin:
     def _transit(self, req: P.LoginRequest) -> tuple[bool, TargetLogin.Result | None]:
         if not req.transit:
             return False, None
-        if not _TRANSITIONS.get((req.csg, req.nsg), False):
-            raise self._fail(req, LoginStatus.INITIATOR_ERROR,
-                             f"transit from stage {req.csg} to {req.nsg} is not allowed (RFC 7143 6.3)")
+        try:
+            nsg = stages.transit(Role.TARGET, req.csg, req.nsg)
+        except stages.StageError as e:
+            raise self._fail(req, LoginStatus.INITIATOR_ERROR, str(e)) from None
         neg = self.negotiation
         assert neg is not None
         if self.stage == Stage.SECURITY:
@@ -257,8 +253,8 @@ class TargetLogin:
                 return False, None  # CHAP still under way
         if not neg.complete:
             return False, None
-        if req.nsg != Stage.FULL_FEATURE:
-            self.stage = Stage(req.nsg)
+        if nsg != Stage.FULL_FEATURE:
+            self.stage = nsg
             self._new_phase()
             return True, None
         tsih = self.server.new_tsih()

@@ -28,9 +28,10 @@ class Sink:
         self.got: list[P.Pdu] = []
         self.lost: list[str] = []
 
-    def data_in_buffer(self, itt: int) -> memoryview | None:
-        buf = self.buffers.get(itt)
-        return memoryview(buf) if buf is not None else None
+    def place_data_in(self, header: bytes, data_len: int) -> memoryview | None:
+        pdu = P.decode(header, bytes(data_len))
+        buf = self.buffers.get(pdu.itt) if isinstance(pdu, P.DataIn) else None
+        return memoryview(buf)[pdu.offset : pdu.offset + data_len] if buf is not None else None
 
     def pdu_received(self, pdu: P.Pdu) -> None:
         self.got.append(pdu)

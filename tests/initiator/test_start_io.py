@@ -100,5 +100,5 @@ async def test_start_io_rejects_a_misaligned_request_at_once() -> None:
             dev.start_io(100, bytearray(4096), True, lambda error: None)
         with pytest.raises(ValueError, match="past the end"):
             dev.start_io(1 << 20, bytearray(4096), True, lambda error: None)
-        assert not session.tasks
+        assert not session.itts
         await session.logout()
