@@ -10,9 +10,7 @@ from typing import Any
 import click
 
 from ..mgmt.client import ApiClient, api_option, emit, format_option, read_secret, run
-
-CHAP_SECRET_ENV = "SANPATH_CHAP_SECRET"
-TARGET_CHAP_SECRET_ENV = "SANPATH_TARGET_CHAP_SECRET"
+from .options import CHAP_SECRET_ENV, TARGET_CHAP_SECRET_ENV
 
 SR_COLUMNS = [("UUID", lambda s: s["uuid"]), ("NAME", lambda s: s["name_label"]), ("SCSIid", lambda s: s["SCSIid"]),
               ("TARGET", lambda s: s["device_config"].get("target")),
