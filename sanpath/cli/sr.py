@@ -1,6 +1,6 @@
 """``sanpath sr probe|create|list|show|forget|destroy``: storage repositories on iSCSI LUNs, created
-through the seed's workflow (discover IQNs, pick one or ``*``, pick the LUN, create; every host of the
-pool plugs it)."""
+through the design guide's workflow (discover IQNs, pick one or ``*``, pick the LUN, create; every host
+of the pool plugs it)."""
 
 from __future__ import annotations
 
