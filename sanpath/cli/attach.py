@@ -18,7 +18,7 @@ from ..errors import SanpathError
 from ..multipath.config import policy_source
 from ..multipath.discovery import MultipathSpec
 from ..multipath.status import render_topology
-from .initiator import _opts, connection_options, fail, session_config
+from .options import ConnectionOptions, connection_options, fail, session_config
 
 
 @click.command()
@@ -46,7 +46,7 @@ def attach(targets: str, iqn: str, scsi_id: str | None, config_path: str | None,
     Ctrl-C; then drain what is in flight, flush and log out. --source takes one address per storage NIC."""
     from ..host.attach import AttachService, NbdEndpoint, tls_context
 
-    opts = _opts(kw)
+    opts = ConnectionOptions.pop(kw)
     try:
         if bool(tls_cert) != bool(tls_key):
             fail("attach", "--tls-cert and --tls-key go together", 2)

@@ -24,8 +24,8 @@ from ..mgmt.errors import XenError
 from ..mgmt.identity import check_iqn, generate_iqn
 from ..mgmt.workflow import TargetSpec
 from ..multipath import config as mpconfig
+from .options import CHAP_SECRET_ENV
 
-CHAP_SECRET_ENV = "SANPATH_CHAP_SECRET"
 EXIT_NOT_RUN = 3
 
 

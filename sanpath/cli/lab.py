@@ -1,8 +1,9 @@
 """``sanpath lab ...``: the namespace lab from the command line (root only).
 
-Thin over ``sanpath.lab``: ``up`` builds the seed's reference topology and leaves it running, saving its
-state so that ``pull``, ``restore``, ``shape``, ``status``, ``exec`` and ``down`` (from any later process)
-act on exactly what ``up`` made. Exit codes: 0 success; 1 the operation failed; 2 bad input or not root.
+Thin over ``sanpath.lab``: ``up`` builds the reference topology (the address plan is in ``lab --help``)
+and leaves it running, saving its state so that ``pull``, ``restore``, ``shape``, ``status``, ``exec``
+and ``down`` (from any later process) act on exactly what ``up`` made. Exit codes: 0 success; 1 the
+operation failed; 2 bad input or not root.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import click
 from .. import __version__
 from .alerts import alerts
 from .attach import attach, status
+from .bench import bench
 from .demo import demo
 from .doctor import doctor
 from .host import host
@@ -39,6 +40,7 @@ cli.add_command(lab)
 cli.add_command(alerts)
 cli.add_command(xe)
 cli.add_command(doctor)
+cli.add_command(bench)
 for _group in (pool, host, pif, sr, pbd):
     cli.add_command(_group)
 for _command in INITIATOR_COMMANDS:

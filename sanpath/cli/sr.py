@@ -1,6 +1,6 @@
 """``sanpath sr probe|create|list|show|forget|destroy``: storage repositories on iSCSI LUNs, created
-through the seed's workflow (discover IQNs, pick one or ``*``, pick the LUN, create; every host of the
-pool plugs it)."""
+through the design guide's workflow (discover IQNs, pick one or ``*``, pick the LUN, create; every host
+of the pool plugs it)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from typing import Any
 import click
 
 from ..mgmt.client import ApiClient, api_option, emit, format_option, read_secret, run
-
-CHAP_SECRET_ENV = "SANPATH_CHAP_SECRET"
-TARGET_CHAP_SECRET_ENV = "SANPATH_TARGET_CHAP_SECRET"
+from .options import CHAP_SECRET_ENV, TARGET_CHAP_SECRET_ENV
 
 SR_COLUMNS = [("UUID", lambda s: s["uuid"]), ("NAME", lambda s: s["name_label"]), ("SCSIid", lambda s: s["SCSIid"]),
               ("TARGET", lambda s: s["device_config"].get("target")),

@@ -20,7 +20,7 @@ import click
 
 from ..mgmt.client import ApiClient, api_option, read_secret
 from ..mgmt.errors import XenError
-from .sr import CHAP_SECRET_ENV, TARGET_CHAP_SECRET_ENV
+from .options import CHAP_SECRET_ENV, TARGET_CHAP_SECRET_ENV
 
 SR_TYPES = ("lvmoiscsi", "iscsi")
 # sm's own texts for the probe stages, which scripts match

@@ -8,8 +8,8 @@ user and initdb, pg_ctl and the server run as that user (the server refuses to r
 stops the server (``pg_ctl stop -m immediate``, then SIGKILL for anything left) and removes the whole
 directory, also when the body raised.
 
-A test that needs it calls ``require_postgres`` first: it skips with the reason when the server binaries
-are missing, but under ``CI=true`` it fails, so that CI can never pass by skipping.
+``unavailable_reason`` says why the server cannot run here (None when it can); the tests' gate
+(``require_postgres`` in tests/helpers) skips or fails on it. Nothing here imports pytest.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from urllib.parse import quote
-
-import pytest
 
 from ..errors import SanpathError
 
@@ -71,7 +69,8 @@ def find_bin(name: str) -> str | None:
     return None
 
 
-def _unavailable_reason() -> str | None:
+def unavailable_reason() -> str | None:
+    """Why the throwaway server cannot run here (a binary or the ``postgres`` user missing), or None."""
     missing = [name for name in _SERVER_BINARIES if find_bin(name) is None]
     if missing:
         return f"PostgreSQL missing: {', '.join(missing)} (Debian package postgresql); ./run test installs it"
@@ -82,16 +81,6 @@ def _unavailable_reason() -> str | None:
             return (f"running as root but there is no {SUPERUSER!r} user to run the server as "
                     "(Debian package postgresql creates it); ./run test installs it")
     return None
-
-
-def require_postgres() -> None:
-    """Skip the calling test when PostgreSQL cannot run here; fail it instead under ``CI=true``."""
-    reason = _unavailable_reason()
-    if reason is None:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 def _clean_env() -> dict[str, str]:
@@ -248,7 +237,7 @@ class PostgresCluster:
     # --- life cycle -------------------------------------------------------------------------------------
 
     def _prepare(self) -> None:
-        reason = _unavailable_reason()
+        reason = unavailable_reason()
         if reason is not None:
             raise PostgresUnavailableError(reason)
         self._initdb, self._pg_ctl, self._psql = (str(find_bin(n)) for n in ("initdb", "pg_ctl", "psql"))

@@ -1,1 +1,1 @@
-"""Users of the stack, not parts of it: the demos."""
+"""Users of the stack, not parts of it: the bench load engine and the demos."""

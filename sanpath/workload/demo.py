@@ -37,13 +37,13 @@ import httpx
 
 from ..errors import SanpathError
 from ..export.nbd.client import NbdClient
-from ..initiator.bench import Bench, BenchResult, BenchSpec
 from ..mgmt.errors import XenError
 from ..mgmt.serve import ServeOptions, Started, serve
 from ..mgmt.supervisor import Supervisor, ask
 from ..multipath.status import render_topology
 from ..target.config import quick_config
 from ..target.server import TargetServer
+from .bench import Bench, BenchResult, BenchSpec
 
 IQN = "iqn.2026-11.org.sanpath:demo"
 SR_NAME = "demo SR"

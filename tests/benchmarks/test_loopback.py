@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.loopback import LoopbackError, available, congestion_control, private_loopback
-from sanpath.testing.lab import require_lab
+from tests.helpers.gates import require_lab
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -22,7 +22,7 @@ from sanpath.export.nbd.codec import Request
 from sanpath.export.nbd.constants import Cmd, CmdFlag, Errno, Info, Option, Rep, State, TransmissionFlag
 from sanpath.target.backstore import MemoryBackstore
 from sanpath.testing.files import random_image, sha256
-from sanpath.testing.peers import require_peer
+from tests.helpers.gates import require_peer
 
 from .nbd_client import RawClient
 

@@ -20,8 +20,8 @@ from sanpath.export.nbd.constants import Option, Rep
 from sanpath.export.nbd.protocol import ExportInfo, Next, ServerHandshake
 from sanpath.target.backstore import MemoryBackstore
 from sanpath.testing.files import random_image, sha256
-from sanpath.testing.peers import require_peer
 from sanpath.testing.tls import self_signed
+from tests.helpers.gates import require_peer
 
 MiB = 1 << 20
 SIZE = 64 * MiB

@@ -16,8 +16,8 @@ from sanpath.target.config import ChapSpec, LunSpec, PortalGroupSpec, ServerSpec
 from sanpath.target.server import TargetServer
 from sanpath.testing.faultproxy import FaultProxy
 from sanpath.testing.inproc import TEST_IQN, running_target
-from sanpath.testing.peers import require_peer
 from sanpath.testing.tgtd import ChapAccount, TgtdChap, run_tgtd
+from tests.helpers.gates import require_peer
 
 KINDS = ["sanpath", "tgtd"]
 SIZE = 64 << 20

@@ -16,7 +16,7 @@ from sanpath.errors import LoginError
 from sanpath.initiator.device import ScsiDevice
 from sanpath.initiator.discovery import discover
 from sanpath.initiator.session import Session, SessionConfig
-from sanpath.testing.peers import require_peer
+from tests.helpers.gates import require_peer
 
 from .arrays import KINDS, SIZE, Array, array, chap_credentials
 

@@ -19,8 +19,8 @@ import pytest
 
 from sanpath.target.spawn import RunningTarget, serve_target, terminate
 from sanpath.testing.files import sha256
-from sanpath.testing.peers import require_peer
 from sanpath.testing.waiting import wait_until_sync
+from tests.helpers.gates import require_peer
 
 IQN = "iqn.2026-11.org.sanpath.test:attach"
 SIZE = 1 << 30

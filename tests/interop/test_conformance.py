@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from sanpath.target.spawn import serve_target
-from sanpath.testing.peers import require_peer
+from tests.helpers.gates import require_peer
 
 IQN = "iqn.2026-11.org.sanpath.test:conformance"
 _SUMMARY = re.compile(r"^\s+tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$", re.MULTILINE)

@@ -6,7 +6,7 @@ import re
 import subprocess
 
 from sanpath.target.spawn import RunningTarget
-from sanpath.testing.peers import require_peer
+from tests.helpers.gates import require_peer
 
 
 def run(*args: str) -> str:

@@ -20,7 +20,7 @@ from sanpath.multipath.policy import Policy
 from sanpath.multipath.sessions import SessionPool
 from sanpath.testing.files import sha256
 from sanpath.testing.inproc import TEST_IQN, running_target
-from sanpath.testing.peers import require_peer
+from tests.helpers.gates import require_peer
 
 MiB = 1 << 20
 GiB = 1 << 30

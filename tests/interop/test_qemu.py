@@ -14,7 +14,7 @@ import pytest
 
 from sanpath.target.spawn import RunningTarget, serve_target
 from sanpath.testing.files import random_image, sha256
-from sanpath.testing.peers import require_peer
+from tests.helpers.gates import require_peer
 
 IQN = "iqn.2026-11.org.sanpath.test:qemu"
 MiB = 1 << 20

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from sanpath.testing import tgtd as tgtd_module
-from sanpath.testing.peers import require_peer
 from sanpath.testing.tgtd import ChapAccount, TgtdChap, TgtdUnavailableError, run_tgtd
+from tests.helpers.gates import require_peer
 
 SIZE = 16 * 1024 * 1024
 PACKAGES = "tgt, libiscsi-bin"

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from sanpath.cli.main import cli
 from sanpath.lab import netns
-from sanpath.testing.lab import require_lab
+from tests.helpers.gates import require_lab
 
 
 def sanpath(tmp_path: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

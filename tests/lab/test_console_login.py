@@ -14,8 +14,8 @@ import pytest
 
 from sanpath.lab.netns import Ledger, ip, socket_in
 from sanpath.testing.daemon import serve_daemon
-from sanpath.testing.lab import require_lab
 from sanpath.testing.tls import self_signed
+from tests.helpers.gates import require_lab
 
 ADDRESS, PORT = "198.18.0.1", 8443
 

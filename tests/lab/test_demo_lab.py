@@ -21,8 +21,8 @@ from click.testing import CliRunner
 from sanpath.cli.main import cli
 from sanpath.errors import ConfigError
 from sanpath.lab import netns
-from sanpath.testing.lab import require_lab
 from sanpath.workload.demo_lab import check_cable
+from tests.helpers.gates import require_lab
 
 NAMESPACE = re.compile(r"\((sanpath-([0-9a-f]+)-array)\)")
 

@@ -23,7 +23,8 @@ import pytest
 
 from sanpath.lab import Lab
 from sanpath.target.spawn import serve_target
-from sanpath.testing.lab import require_lab, running_lab
+from tests.helpers.gates import require_lab
+from tests.helpers.lab import running_lab
 
 IQN = "iqn.2026-12.org.sanpath.test:lab-doctor"
 INITIATOR = "iqn.2026-12.com.example:doctor"

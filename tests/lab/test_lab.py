@@ -15,8 +15,8 @@ import pytest
 
 from sanpath.lab import Lab, NetnsError, Topology, netns
 from sanpath.target.spawn import serve_target
-from sanpath.testing.lab import require_lab, running_lab
-from sanpath.testing.peers import require_peer
+from tests.helpers.gates import require_lab, require_peer
+from tests.helpers.lab import running_lab
 
 IQN = "iqn.2026-11.org.sanpath.test:lab-array"
 INITIATOR = "iqn.2026-11.org.sanpath.test:lab-host"

@@ -25,10 +25,10 @@ from sanpath.lab import Lab
 from sanpath.target import control as target_control
 from sanpath.target.spawn import serve_target
 from sanpath.testing.daemon import Daemon, serve_daemon
-from sanpath.testing.lab import require_lab, running_lab
-from sanpath.testing.peers import require_peer
 from sanpath.testing.tgtd import run_tgtd
 from sanpath.testing.waiting import wait_until_sync
+from tests.helpers.gates import require_lab, require_peer
+from tests.helpers.lab import running_lab
 
 IQN = "iqn.2026-12.org.sanpath.test:lab-mgmt"
 SIZE = 32 << 20

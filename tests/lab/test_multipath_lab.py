@@ -27,9 +27,9 @@ import pytest
 
 from sanpath.lab import Lab
 from sanpath.target.spawn import serve_target
-from sanpath.testing.lab import require_lab, running_lab
-from sanpath.testing.peers import require_peer
 from sanpath.testing.tgtd import run_tgtd
+from tests.helpers.gates import require_lab, require_peer
+from tests.helpers.lab import running_lab
 
 IQN_TGTD = "iqn.2026-11.org.sanpath.test:lab-tgtd"
 IQN_SANPATH = "iqn.2026-11.org.sanpath.test:lab-sanpath"

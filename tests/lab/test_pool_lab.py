@@ -31,10 +31,11 @@ from sanpath.lab import Lab
 from sanpath.lab.topology import host_nic, host_role
 from sanpath.target.spawn import serve_target
 from sanpath.testing.daemon import Daemon, serve_daemon
-from sanpath.testing.lab import require_lab, running_lab
 from sanpath.testing.nbdio import VerifiedIo
-from sanpath.testing.postgres import PostgresCluster, postgres_cluster, require_postgres
+from sanpath.testing.postgres import PostgresCluster, postgres_cluster
 from sanpath.testing.waiting import wait_until_sync
+from tests.helpers.gates import require_lab, require_postgres
+from tests.helpers.lab import running_lab
 
 IQN = "iqn.2026-12.org.sanpath.test:lab-pool"
 HOSTS = 3

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from sanpath.lab import Lab
-from sanpath.testing.lab import running_lab
+from tests.helpers.lab import running_lab
 
 BULK = 4 * 1024 * 1024
 

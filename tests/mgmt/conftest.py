@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sanpath.testing.postgres import PostgresCluster, postgres_cluster, require_postgres
+from sanpath.testing.postgres import PostgresCluster, postgres_cluster
+from tests.helpers.gates import require_postgres
 
 _numbers = itertools.count()
 

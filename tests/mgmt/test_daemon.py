@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from sanpath.export.nbd.client import NbdClient
-from sanpath.initiator.bench import Bench, BenchResult, BenchSpec
 from sanpath.target import control as target_control
 from sanpath.target.spawn import serve_target
 from sanpath.testing.daemon import Daemon, datapath_pids, serve_daemon, start_daemon
 from sanpath.testing.waiting import wait_until_sync
+from sanpath.workload.bench import Bench, BenchResult, BenchSpec
 
 IQN = "iqn.2026-12.org.sanpath.test:daemon"
 

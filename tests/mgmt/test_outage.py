@@ -13,7 +13,8 @@ import pytest
 from sanpath.testing.inproc import running_target
 from sanpath.testing.mgmt import running_plane, sr_on_only_lun
 from sanpath.testing.nbdio import VerifiedIo
-from sanpath.testing.postgres import PostgresCluster, postgres_cluster, require_postgres
+from sanpath.testing.postgres import PostgresCluster, postgres_cluster
+from tests.helpers.gates import require_postgres
 
 IQN = "iqn.2026-12.org.sanpath.test:outage"
 OUTAGE = 30.0

@@ -10,13 +10,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from sanpath.testing.postgres import (
-    PostgresCluster,
-    find_bin,
-    process_alive,
-    processes_in,
-    require_postgres,
-)
+from sanpath.testing.postgres import PostgresCluster, find_bin, process_alive, processes_in
+from tests.helpers.gates import require_postgres
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
-"""The multipath side of the CLI: assembling a multipath device from a target spec for ``sanpath bench``
-(and, later, ``sanpath attach``), with the configuration explained."""
+"""The bench over multipath: a multipath device assembled from a target spec (every path discovered, the
+configuration applied), its path monitor, the load run on it, and when each reinstated path carries I/O
+again; the result comes with per-path counters, events and the topology."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import time
 from typing import Any
 
 from ..errors import ConfigError
-from ..initiator.bench import BenchResult, BenchSpec
 from ..initiator.session import SessionConfig
 from ..multipath.config import policy_source
 from ..multipath.device import MultipathDevice
@@ -18,6 +18,8 @@ from ..multipath.monitor import PathMonitor
 from ..multipath.path import Path, PathEvent
 from ..multipath.sessions import SessionPool
 from ..multipath.status import render, topology
+from .bench import BenchResult, BenchSpec
+from .runner import ProgressSink, run_engine
 
 
 async def open_multipath(base: SessionConfig, targets: str, iqn: str, scsi_id: str | None, sources: str,
@@ -89,9 +91,7 @@ class FailbackWatch:
 
 async def multipath_bench(base: SessionConfig, targets: str, iqn: str, scsi_id: str | None, sources: str,
                           config_path: str | None, assignments: list[str], spec: BenchSpec,
-                          printer: Any) -> tuple[BenchResult, dict[str, Any]]:
-    from .initiator import run_engine
-
+                          printer: ProgressSink | None) -> tuple[BenchResult, dict[str, Any]]:
     pool = SessionPool()
     try:
         device, monitor = await open_multipath(base, targets, iqn, scsi_id, sources, config_path, assignments, pool)

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from sanpath.aio import within
 from sanpath.errors import IscsiError
-from sanpath.initiator.bench import MODES, Bench, BenchError, BenchSpec, Histogram, Progress, run_bench
 from sanpath.initiator.device import ScsiDevice
 from sanpath.initiator.session import Session, SessionConfig
 from sanpath.testing.inproc import TEST_IQN, running_target
+from sanpath.workload.bench import MODES, Bench, BenchError, BenchSpec, Histogram, Progress, run_bench
 
 MiB = 1 << 20
 

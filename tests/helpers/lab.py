@@ -1,8 +1,4 @@
-"""Gatekeeping and fixtures for tests that run in the namespace lab (root and iproute2 needed).
-
-``require_lab`` skips with the reason when the lab cannot run here, and fails under ``CI=true``, in the
-same spirit as ``require_peer``: CI can never pass by skipping the lab.
-"""
+"""A namespace lab for the length of a test: ``running_lab`` (gated by ``require_lab``)."""
 
 from __future__ import annotations
 
@@ -10,19 +6,9 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
+from sanpath.lab import Lab, Topology
 
-from ..lab import Lab, Topology
-from .peers import require_peer
-
-
-def require_lab() -> None:
-    require_peer("ip", "tc", package="iproute2")
-    if os.geteuid() != 0:
-        message = "the namespace lab needs root (network namespaces, veth, bridges, tc)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+from .gates import require_lab
 
 
 @contextmanager
