@@ -141,6 +141,14 @@ REPORTED_LUNS_DATA_HAS_CHANGED: AscPair = (0x3F, 0x0E)
 CAPACITY_DATA_HAS_CHANGED: AscPair = (0x2A, 0x09)
 
 
+class PeripheralQualifier(IntEnum):
+    """SPC-4 table 135: byte 0 bits 7-5 of INQUIRY data."""
+
+    CONNECTED = 0b000
+    NOT_CONNECTED = 0b001
+    NOT_CAPABLE = 0b011  # the target cannot have a logical unit at this LUN
+
+
 class PeripheralDeviceType(IntEnum):
     """SPC-4 table 136 (subset)."""
 

@@ -1,6 +1,9 @@
-"""Fault injection for the sanpath target: the fault model, its scheduler, and the counters the
-control socket reports. The server, its connections and the backstore wrapper below ask this module
-what to do at their narrowest points (accept, read, write, backstore I/O); everything else is here.
+"""Fault injection for the sanpath target: the fault model, its scheduler, the counters the control
+socket reports, and the wrappers that carry faults out. A connection pays nothing for fault injection
+while no fault touches it: the server asks this module once per accepted connection (``attach``);
+when a fault starts, the connections it concerns get a wrapping transport (delay, corrupt digests,
+black hole), a swallowing protocol (a black hole's input) or a counting frame hook (``after_commands``),
+and lose them when it ends. Backstores are wrapped by ``FaultyBackstore``.
 
 Faults (``kind``) and what each does while active:
 
@@ -25,17 +28,22 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import itertools
 import logging
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..blockdev import BlockDevice
-from ..errors import ConfigError
+from ..errors import ConfigError, RemoteProtocolError
+from ..iscsi import pdu as P
+from ..iscsi.constants import Opcode as IscsiOpcode
 from .config import parse_portal
 
 if TYPE_CHECKING:
-    from .server import TargetServer
+    from .server import TargetConnection, TargetServer
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +80,7 @@ class Fault:
     after_seconds: float | None = None
     state: str = "scheduled"  # scheduled, active, done (one-shot), restored
     remaining: int = 0  # commands still to let through (after_commands)
-    held: set[Any] = field(default_factory=set)  # connections a black hole holds
+    held: set[TargetConnection] = field(default_factory=set)  # connections a black hole holds
     timer: asyncio.TimerHandle | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -90,18 +98,16 @@ class Fault:
 
 
 class FaultInjector:
-    """The faults of one ``TargetServer``. Hooks read the plain attributes below (cheap on the hot path)."""
+    """The faults of one ``TargetServer``, and which of its connections each one is applied to."""
 
     def __init__(self, server: TargetServer) -> None:
         self.server = server
         self.faults: dict[str, Fault] = {}
         self._ids = itertools.count(1)
         self._countdown: list[Fault] = []
-        # what the hooks look at
         self.down: set[Portal] = set()
         self.blackholed: set[Portal] = set()
-        self.output_faults = False  # any delay or digest fault active (checked on every PDU sent)
-        self.medium: list[int | None] = []  # LUN ids failing (None: every LUN)
+        self.medium: list[int | None] = []  # LUN ids failing (None: every LUN); FaultyBackstore reads it
 
     # --- API ------------------------------------------------------------------------------------
 
@@ -137,6 +143,7 @@ class FaultInjector:
         if after_commands:
             fault.remaining = after_commands
             self._countdown.append(fault)
+            self._recompute()  # the connections start counting commands
         elif after_seconds:
             fault.timer = asyncio.get_running_loop().call_later(after_seconds, self._start, fault)
         else:
@@ -167,12 +174,67 @@ class FaultInjector:
     def describe(self) -> list[dict[str, Any]]:
         return [f.to_json() for f in self.faults.values()]
 
-    # --- hooks ----------------------------------------------------------------------------------
+    # --- connections ----------------------------------------------------------------------------
+
+    def attach(self, conn: TargetConnection) -> bool:
+        """A new connection: apply the faults active on its portal. Returns True when a black hole
+        holds it (it will never be answered, so the caller arms no login timer)."""
+        if conn.local in self.blackholed:
+            self._swallow(conn)
+            return True
+        self._fit(conn)
+        return False
+
+    def detach(self, conn: TargetConnection) -> None:
+        """The connection is gone: drop what its wrappers still hold."""
+        transport = conn.transport
+        while isinstance(transport, _Wrapper):
+            transport.discard()
+            transport = transport.inner
+
+    def _swallow(self, conn: TargetConnection) -> None:
+        """Black-hole a connection: hold it (to drop it on restore); nothing goes out, input is discarded."""
+        for f in self._active("blackhole"):
+            if f.portal == conn.local:
+                f.held.add(conn)
+        transport = conn.transport
+        if transport is None or isinstance(transport, BlackHole):
+            return
+        conn.transport = BlackHole(transport)
+        transport.set_protocol(_Swallow(conn))
+
+    def _fit(self, conn: TargetConnection) -> None:
+        """Wrap or unwrap a connection's output and frame hook to match the active faults."""
+        transport = conn.transport
+        if transport is None or isinstance(transport, BlackHole):
+            return
+        wanted = self._output_faults_on(conn.local)
+        if isinstance(transport, OutputFaults):
+            transport.released = False
+            if not wanted:
+                transport.release()
+        elif wanted:
+            conn.transport = OutputFaults(transport, conn, self)
+        conn.deliver = functools.partial(self._counting, conn) if self._countdown else conn.frame
+
+    def _output_faults_on(self, portal: Portal) -> bool:
+        return any(f.portal in (None, portal) for f in self._active("delay") + self._active("digest"))
+
+    def _counting(self, conn: TargetConnection, header: bytes, data: bytes) -> None:
+        """The frame hook while an ``after_commands`` schedule runs: count SCSI commands of full
+        feature phase (as the server counts them) before the connection handles the frame."""
+        session = conn.session
+        if session is not None and not session.discovery and header[0] & 0x3F == IscsiOpcode.SCSI_COMMAND:
+            try:
+                command = isinstance(P.decode(header, data), P.ScsiCommand)
+            except RemoteProtocolError:
+                command = False  # rejected by the connection, not counted
+            if command:
+                self.command_seen()
+        conn.frame(header, data)
 
     def command_seen(self) -> None:
         """A SCSI command arrived somewhere: advance ``after_commands`` schedules."""
-        if not self._countdown:
-            return
         for fault in list(self._countdown):
             if fault.remaining <= 0:  # N commands went through untouched: this one meets the fault
                 self._countdown.remove(fault)
@@ -185,12 +247,6 @@ class FaultInjector:
 
     def corrupt(self, portal: Portal, which: str) -> bool:
         return any(f.digest == which and f.portal in (None, portal) for f in self._active("digest"))
-
-    def hold(self, portal: Portal, conn: Any) -> None:
-        """A connection on a black-holed portal: remember it, to drop it on restore."""
-        for f in self._active("blackhole"):
-            if f.portal == portal:
-                f.held.add(conn)
 
     def fails_medium(self, lun: int) -> bool:
         return None in self.medium or lun in self.medium
@@ -214,7 +270,7 @@ class FaultInjector:
             assert fault.portal is not None
             self.blackholed.add(fault.portal)
             for conn in server.connections_on(fault.portal):
-                fault.held.add(conn)
+                self._swallow(conn)
         elif kind == "drop-sessions":
             server.drop_connections(fault.portal, fault.session)
             fault.state = "done"
@@ -280,7 +336,8 @@ class FaultInjector:
         return [lu for a in self.server.arrays for n, lu in a.luns.items() if lun is None or n == lun]
 
     def _recompute(self) -> None:
-        self.output_faults = bool(self._active("delay") or self._active("digest"))
+        for conn in list(self.server.connections):
+            self._fit(conn)
 
     def cancel_all(self) -> None:
         for fault in self.faults.values():
@@ -327,3 +384,161 @@ class FaultyBackstore:
     def __getattr__(self, name: str) -> Any:
         # allocation() (GET LBA STATUS), close() and the like come from the wrapped backstore
         return getattr(self.inner, name)
+
+
+# --- what a faulty connection is given ----------------------------------------------------------------
+
+
+class _Wrapper(asyncio.Transport):
+    """Stands between a ``TargetConnection`` and its socket transport; passes everything through."""
+
+    def __init__(self, inner: asyncio.Transport) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writelines([data])
+
+    def writelines(self, frames: Iterable[bytes | bytearray | memoryview]) -> None:
+        self.inner.writelines(frames)
+
+    def discard(self) -> None:
+        """The connection is lost: forget what is held."""
+
+    def is_closing(self) -> bool:
+        return self.inner.is_closing()
+
+    def close(self) -> None:
+        self.discard()
+        self.inner.close()
+
+    def abort(self) -> None:
+        self.discard()
+        self.inner.abort()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.inner.get_extra_info(name, default)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.inner.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self.inner.get_protocol()
+
+    def is_reading(self) -> bool:
+        return self.inner.is_reading()
+
+    def pause_reading(self) -> None:
+        self.inner.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.inner.resume_reading()
+
+    def get_write_buffer_size(self) -> int:
+        return self.inner.get_write_buffer_size()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self.inner.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self.inner.set_write_buffer_limits(high, low)
+
+    def can_write_eof(self) -> bool:
+        return False
+
+
+class BlackHole(_Wrapper):
+    """A black-holed connection's output: nothing is sent, and nothing ever unwraps it (restoring the
+    fault drops the connection, whose byte stream is lost)."""
+
+    def writelines(self, frames: Iterable[bytes | bytearray | memoryview]) -> None:
+        pass
+
+
+class _Swallow(asyncio.BufferedProtocol):
+    """A black-holed connection's input: counted and discarded (any bytes are still proof of life
+    for the target's NOP-In); the connection's own protocol never sees them again."""
+
+    def __init__(self, conn: TargetConnection) -> None:
+        self.conn = conn
+        self.buffer = memoryview(bytearray(65536))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        conn = self.conn
+        conn.last_rx = asyncio.get_running_loop().time()
+        conn.counters.bytes_in += nbytes
+        conn.portal_counters.bytes_in += nbytes
+
+    def eof_received(self) -> bool:
+        return self.conn.eof_received()
+
+    def pause_writing(self) -> None:
+        self.conn.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.conn.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.connection_lost(exc)
+
+
+class OutputFaults(_Wrapper):
+    """Output of a connection on a portal with ``delay`` or ``digest`` faults. Each ``writelines`` is one
+    PDU as ``frame_pdu`` lays it out (header, header digest, data, pad, data digest): digests are
+    corrupted as the faults say, and delayed PDUs leave in order. Once released (no such fault left),
+    it unwraps itself as soon as nothing delayed is waiting; until then new PDUs queue behind."""
+
+    def __init__(self, inner: asyncio.Transport, conn: TargetConnection, faults: FaultInjector) -> None:
+        super().__init__(inner)
+        self.conn = conn
+        self.faults = faults
+        self.released = False
+        self.delayed: deque[tuple[float, list[bytes]]] = deque()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def writelines(self, frames: Iterable[bytes | bytearray | memoryview]) -> None:
+        pieces = list(frames)
+        conn, faults = self.conn, self.faults
+        if conn.header_digest and faults.corrupt(conn.local, "header"):
+            pieces[1] = bytes(b ^ 0xFF for b in pieces[1])
+        if conn.data_digest and len(pieces) > 1 + conn.header_digest and faults.corrupt(conn.local, "data"):
+            pieces[-1] = bytes(b ^ 0xFF for b in pieces[-1])  # a data digest is there only with data
+        delay = faults.delay_for(conn.local)
+        if not delay and not self.delayed:
+            self.inner.writelines(pieces)
+            return
+        loop = asyncio.get_running_loop()
+        self.delayed.append((loop.time() + delay, [bytes(p) for p in pieces]))
+        if self.timer is None:
+            self.timer = loop.call_at(self.delayed[0][0], self._flush)
+
+    def _flush(self) -> None:
+        self.timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self.delayed and self.delayed[0][0] <= now:
+            pieces = self.delayed.popleft()[1]
+            if not self.inner.is_closing():
+                self.inner.writelines(pieces)
+        if self.delayed:
+            self.timer = loop.call_at(self.delayed[0][0], self._flush)
+        elif self.released:
+            self._unwrap()
+
+    def release(self) -> None:
+        self.released = True
+        if not self.delayed:
+            self._unwrap()
+
+    def _unwrap(self) -> None:
+        if self.conn.transport is self:
+            self.conn.transport = self.inner
+
+    def discard(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.delayed.clear()

@@ -174,7 +174,7 @@ class TargetLogin:
             if not self.target.allows(name):
                 raise self._fail(req, LoginStatus.AUTHORIZATION_FAILURE,
                                  f"initiator {name} is not in the ACL of {wanted}")
-            chap, what = self.target.spec.chap, f"target {wanted}"
+            chap, what = self.target.chap, f"target {wanted}"
         else:
             chap, what = self.server.spec.discovery_chap, "discovery on this array"
         if chap is not None:
@@ -207,8 +207,8 @@ class TargetLogin:
             "DataPDUInOrder": "Yes",
             "DataSequenceInOrder": "Yes",
         }
-        if self.target is not None and self.target.spec.alias:
-            local["TargetAlias"] = self.target.spec.alias
+        if self.target is not None and self.target.alias:
+            local["TargetAlias"] = self.target.alias
         phase = _PHASE.get(self.stage, Phase.OPERATIONAL)
         if self.negotiation is None:
             self.negotiation = Negotiation(Role.TARGET, local, phase=phase)

@@ -30,6 +30,9 @@ The four profiles (the seed's advice turns on them):
 
 Ownership is kept per LU, so two LUs may be owned by different controllers. The controllers share the
 LU objects (and so the backstore): data written through one reads back through the other.
+
+The layout is expressed in the target object model (model.py): ``Array.targets`` are the targets the
+server serves, and their TPGs are the array's SCSI target ports; nothing else keeps a copy of it.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from ..scsi.constants import AluaState, Opcode, Tpgs
 from .common import GOOD, CheckCondition, Command, Nexus, PortGroupInfo, ScsiResult, invalid_param
 from .config import LunSpec, TargetSpec, lun_naa, lun_serial
 from .lu import PRODUCT, VENDOR, AluaGate, CommandInfo, LogicalUnit, LuProfile
+from .model import LUN, TPG, MappedLUN, NetworkPortal, NodeACL, Target
 from .pr import Access
 
 log = logging.getLogger(__name__)
@@ -60,18 +64,6 @@ STATE_NAMES: dict[int, str] = {
 }
 SET_TARGET_PORT_GROUPS = 0x0A  # MAINTENANCE OUT service action (SPC-4 6.45)
 STPG_FAILED: c.AscPair = (0x67, 0x0A)  # SET TARGET PORT GROUPS COMMAND FAILED
-
-
-@dataclass(frozen=True, slots=True)
-class PortDef:
-    """One SCSI target port to create: a TPG of one target IQN."""
-
-    iqn: str
-    tpgt: int
-    relative_port_id: int
-    tpg_id: int
-    controller: str | None
-    portals: tuple[tuple[str, int], ...]
 
 
 @dataclass(slots=True)
@@ -112,7 +104,6 @@ class Array:
         self.profile = spec.profile
         self.controllers = {cs.name: Controller(cs.name, i, list(cs.portals)) for i, cs in enumerate(spec.controllers)}
         self._by_tpg = {ctl.tpg_id: ctl for ctl in self.controllers.values()}
-        self.ports = self._layout()
         self.state: dict[int, _LunState] = {}
         self.luns: dict[int, LogicalUnit] = {}
         for lun in spec.luns:
@@ -125,6 +116,9 @@ class Array:
                 backstore = wrap(lun.id, backstore)
             self.state[lun.id] = _LunState(spec.owner if self.controllers else "")
             self.luns[lun.id] = self._make_lu(lun, backstore)
+        self.targets = self._layout()
+        # the array's SCSI target ports: the TPGs of all its targets (the same objects, for RTPG per command)
+        self.ports: list[TPG] = [tpg for t in self.targets for tpg in t.tpgs]
 
     def _make_lu(self, lun: LunSpec, backstore: BlockDevice) -> LogicalUnit:
         serial = lun_serial(self.spec.iqn, lun)
@@ -146,35 +140,45 @@ class Array:
 
     # --- layout -----------------------------------------------------------------------------------
 
-    def _layout(self) -> list[PortDef]:
+    def _layout(self) -> list[Target]:
+        """The targets, each with its TPGs: (IQN, TPGT, relative port id, target port group id,
+        controller, portals) per SCSI target port, as the profile lays them out."""
         spec = self.spec
+        ports: list[tuple[str, int, int, int, str | None, tuple[tuple[str, int], ...]]] = []
         if not self.controllers:
-            return [PortDef(spec.iqn, g.tag, i + 1, g.tag, None, g.portals) for i, g in enumerate(spec.portal_groups)]
-        if self.profile != "multi-iqn":
-            return [PortDef(spec.iqn, ctl.tpg_id, ctl.tpg_id, ctl.tpg_id, ctl.name, tuple(ctl.portals))
-                    for ctl in self.controllers.values()]
-        out: list[PortDef] = []
-        for ctl in self.controllers.values():
-            tag = ctl.name.lower()
-            if spec.iqn_per == "controller":
-                out.append(PortDef(f"{spec.iqn}-{tag}", 1, len(out) + 1, ctl.tpg_id, ctl.name, tuple(ctl.portals)))
-            else:
-                for j, portal in enumerate(ctl.portals):
-                    out.append(PortDef(f"{spec.iqn}-{tag}{j + 1}", 1, len(out) + 1, ctl.tpg_id, ctl.name, (portal,)))
-        return out
+            ports = [(spec.iqn, g.tag, i + 1, g.tag, None, g.portals) for i, g in enumerate(spec.portal_groups)]
+        elif self.profile != "multi-iqn":
+            ports = [(spec.iqn, ctl.tpg_id, ctl.tpg_id, ctl.tpg_id, ctl.name, tuple(ctl.portals))
+                     for ctl in self.controllers.values()]
+        else:
+            for ctl in self.controllers.values():
+                tag = ctl.name.lower()
+                if spec.iqn_per == "controller":
+                    ports.append((f"{spec.iqn}-{tag}", 1, len(ports) + 1, ctl.tpg_id, ctl.name, tuple(ctl.portals)))
+                else:
+                    for j, portal in enumerate(ctl.portals):
+                        ports.append((f"{spec.iqn}-{tag}{j + 1}", 1, len(ports) + 1, ctl.tpg_id, ctl.name, (portal,)))
+        # every TPG carries every LU; with an initiator list each initiator sees every LUN at its number
+        luns = tuple(LUN(n, lu.serial, lu) for n, lu in self.luns.items())
+        acls = tuple(NodeACL(name, tuple(MappedLUN(n, n) for n in self.luns)) for name in spec.initiators)
+        tpgs: dict[str, list[TPG]] = {}
+        for iqn, tpgt, rel, tpg_id, ctl_name, portals in ports:
+            tpgs.setdefault(iqn, []).append(TPG(tpgt, rel, tpg_id, ctl_name, tuple(NetworkPortal(*p) for p in portals),
+                                                luns, acls))
+        return [Target(iqn, spec.alias, tuple(group), spec.chap) for iqn, group in tpgs.items()]
 
     def target_iqns(self) -> list[str]:
-        return list(dict.fromkeys(p.iqn for p in self.ports))
+        return [t.iqn for t in self.targets]
 
     def rebind(self, host: str, port: int) -> None:
         """A portal configured with port 0 takes the port the kernel chose."""
-        def fix(ps: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
-            return tuple((h, port) if (h, p) == (host, 0) else (h, p) for h, p in ps)
+        def fix(ps: tuple[tuple[str, int], ...]) -> list[tuple[str, int]]:
+            return [(h, port) if (h, p) == (host, 0) else (h, p) for h, p in ps]
 
-        self.ports = [PortDef(p.iqn, p.tpgt, p.relative_port_id, p.tpg_id, p.controller, fix(p.portals))
-                      for p in self.ports]
+        for tpg in self.ports:
+            tpg.network_portals = tuple(NetworkPortal(*p) for p in fix(tpg.network_portals))
         for ctl in self.controllers.values():
-            ctl.portals = list(fix(tuple(ctl.portals)))
+            ctl.portals = fix(tuple(ctl.portals))
 
     # --- states -----------------------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
-"""The sanpath target: targets, portal groups and portals on asyncio listeners, and one protocol object
-per TCP connection that carries it from login to full feature phase.
+"""The sanpath target server: asyncio listeners on the portals of the targets it serves, one protocol
+object per TCP connection that carries it from login to full feature phase, session reinstatement,
+and SendTargets.
 
-Object model (named after RFC 7143 §3.4 and SAM-5): a ``TargetServer`` serves ``Target``s; each target
-has target portal groups (TPGT), each a SCSI target port with a relative target port identifier; each
-TPG lists network portals. Sessions are kept per (initiator name, ISID, target) so that a new login with
-the same triple reinstates the session (§6.3.5).
+What is served where (targets, TPGs, portals, LUNs, ACLs) is the object model of model.py, laid out
+per array family by profiles.py. Sessions are kept per (initiator name, ISID, target) so that a new
+login with the same triple reinstates the session (RFC 7143 §6.3.5). Faults (faults.py) reach a
+connection only by wrapping it while they are active.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import asyncio
 import functools
 import logging
 import socket
-from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigError, RemoteProtocolError
@@ -22,68 +22,16 @@ from ..iscsi import pdu as P
 from ..iscsi import text as T
 from ..iscsi.constants import RESERVED_TAG, RejectReason
 from ..iscsi.framing import DigestError, OversizedDataSegment, PduReader, frame_pdu
-from ..scsi.constants import Status
-from ..scsi.sense import build_fixed_sense
-from .config import ServerSpec, TargetSpec
+from .config import ServerSpec
 from .faults import Counters, FaultInjector, FaultyBackstore
 from .login import LoginFailed, TargetLogin
-from .lu import LogicalUnit, ScsiResult, report_luns_data
+from .model import TPG, Target
 from .profiles import Array
 from .session import SessionClosed, TargetSession
 
 log = logging.getLogger(__name__)
 
 LOGIN_TIMEOUT = 15.0  # seconds a connection may take to finish login (open-iscsi's default login_timeout)
-
-
-@dataclass(frozen=True, slots=True)
-class TargetPort:
-    """One target portal group of a target: a SCSI target port (SAM-5 §4.6.4)."""
-
-    tpgt: int
-    relative_port_id: int
-    tpg_id: int
-    portals: tuple[tuple[str, int], ...]
-    controller: str | None = None
-
-
-class Target:
-    """An iSCSI target node: its name, ports, LUNs, ACL and CHAP settings. The LUNs belong to the
-    ``Array`` (profiles.py); a multi-IQN array shares them between several targets."""
-
-    def __init__(self, server: TargetServer, array: Array, iqn: str) -> None:
-        self.server = server
-        self.array = array
-        self.spec = array.spec
-        self.iqn = iqn
-        self.luns: dict[int, LogicalUnit] = array.luns
-        self.ports = {p.tpgt: TargetPort(p.tpgt, p.relative_port_id, p.tpg_id, p.portals, p.controller)
-                      for p in array.ports if p.iqn == iqn}
-
-    def lun_ids(self) -> list[int]:
-        return sorted(self.luns)
-
-    def port_for_tpgt(self, tpgt: int) -> TargetPort:
-        return self.ports[tpgt]
-
-    def sessions(self) -> list[TargetSession]:
-        return [c.session for c in self.server.connections if c.session is not None and c.session.target is self]
-
-    def allows(self, initiator_name: str) -> bool:
-        return not self.spec.initiators or initiator_name in self.spec.initiators
-
-    def no_lun_result(self, cdb: bytes) -> ScsiResult:
-        """Commands addressed to a LUN that does not exist (SPC-4 §4.6.4, §6.6.1)."""
-        op = cdb[0] if cdb else 0
-        if op == 0xA0:  # REPORT LUNS works through any LUN
-            alloc = int.from_bytes(cdb[6:10], "big")
-            return ScsiResult(Status.GOOD, data=report_luns_data(sorted(self.luns))[:alloc])
-        if op == 0x12:  # INQUIRY: peripheral qualifier 011b, device type 1Fh
-            alloc = int.from_bytes(cdb[3:5], "big")
-            data = bytes([0x7F, 0, 6, 0x02, 31]) + bytes(31)
-            return ScsiResult(Status.GOOD, data=data[:alloc])
-        # ILLEGAL REQUEST / LOGICAL UNIT NOT SUPPORTED (25h/00h)
-        return ScsiResult(Status.CHECK_CONDITION, sense=build_fixed_sense(0x05, 0x25, 0x00))
 
 
 class TargetServer:
@@ -95,10 +43,14 @@ class TargetServer:
         self.arrays = [Array(t, lambda lun, store: FaultyBackstore(store, lun, self.faults)) for t in spec.targets]
         self.targets: dict[str, Target] = {}
         for array in self.arrays:
-            for iqn in array.target_iqns():
-                if iqn in self.targets:
-                    raise ConfigError("target", f"two targets would be named {iqn}; rename one")
-                self.targets[iqn] = Target(self, array, iqn)
+            for target in array.targets:
+                if target.iqn in self.targets:
+                    raise ConfigError("target", f"two targets would be named {target.iqn}; rename one")
+                target.server = self
+                self.targets[target.iqn] = target
+        # stand-in target of discovery sessions: no LUNs; SendTargets=All lists every target
+        self.discovery = Target("", tpgs=(TPG(0, 0, 0),))
+        self.discovery.server = self
         self.connections: set[TargetConnection] = set()
         # tasks of sessions whose connection died, still unwinding, by (target, initiator, ISID)
         self.draining: dict[tuple[str, str, bytes], list[tuple[object, asyncio.Task[None]]]] = {}
@@ -111,7 +63,7 @@ class TargetServer:
     async def start(self) -> list[tuple[str, int]]:
         """Listen on every portal; returns the bound (address, port) pairs (port 0 picks a free one)."""
         loop = asyncio.get_running_loop()
-        wanted = sorted({p for t in self.targets.values() for tp in t.ports.values() for p in tp.portals})
+        wanted = sorted({p for t in self.targets.values() for tpg in t.tpgs for p in tpg.network_portals})
         try:
             for host, port in wanted:
                 srv = await loop.create_server(functools.partial(TargetConnection, self, (host, port)),
@@ -121,21 +73,13 @@ class TargetServer:
                 self.portals.append((bound[0], bound[1]))
                 self.listeners[(bound[0], bound[1])] = srv
                 self.portal_counters[(bound[0], bound[1])] = Counters()
-                if port == 0:
-                    self._rebind(host, bound[1])
+                if port == 0:  # the portal takes the port the kernel chose, for discovery answers
+                    for array in self.arrays:
+                        array.rebind(host, bound[1])
         except OSError:
             await self.stop()
             raise
         return list(self.portals)
-
-    def _rebind(self, host: str, port: int) -> None:
-        """A portal given with port 0 takes the port the kernel chose, for discovery answers."""
-        for array in self.arrays:
-            array.rebind(host, port)
-        for t in self.targets.values():
-            for tag, tp in list(t.ports.items()):
-                portals = tuple((h, port) if (h, p) == (host, 0) else (h, p) for h, p in tp.portals)
-                t.ports[tag] = TargetPort(tp.tpgt, tp.relative_port_id, tp.tpg_id, portals, tp.controller)
 
     # --- portals under fault injection (faults.py) -------------------------------------------------
 
@@ -221,9 +165,9 @@ class TargetServer:
         """(target, TPGT) pairs reachable through a local portal address."""
         out = []
         for t in self.targets.values():
-            for tp in t.ports.values():
-                if any(p == portal or (p[0] == portal[0] and p[1] == 0) for p in tp.portals):
-                    out.append((t, tp.tpgt))
+            for tpg in t.tpgs:
+                if any(p == portal or (p[0] == portal[0] and p[1] == 0) for p in tpg.network_portals):
+                    out.append((t, tpg.tag))
         return out
 
     def text_response(self, data: bytes | bytearray | memoryview, only: Target | None, initiator: str = "") -> bytes:
@@ -244,10 +188,9 @@ class TargetServer:
                 if initiator and not t.allows(initiator):
                     continue
                 out.append(("TargetName", t.iqn))
-                for tp in t.ports.values():
-                    for host, port in tp.portals:
-                        addr = f"[{host}]" if ":" in host else host
-                        out.append(("TargetAddress", f"{addr}:{port},{tp.tpgt}"))
+                for tpg in t.tpgs:
+                    for portal in tpg.network_portals:
+                        out.append(("TargetAddress", portal.target_address(tpg.tag)))
         return T.encode(out)
 
     def register(self, conn: TargetConnection) -> None:
@@ -305,14 +248,13 @@ class TargetConnection(asyncio.BufferedProtocol):
         self._reinstating: asyncio.Task[None] | None = None
         self._login_timer: asyncio.TimerHandle | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
-        self._last_rx = 0.0
+        self.last_rx = 0.0  # loop time bytes last arrived
         self._ping_ttt = 0
         self.local = portal
         self.counters = Counters()
         self.portal_counters = Counters()
-        self.held = False  # on a black-holed portal: read nothing, answer nothing
-        self._delayed: deque[tuple[float, list[bytes | memoryview]]] = deque()
-        self._delay_timer: asyncio.TimerHandle | None = None
+        # each received frame goes here; the fault layer points it elsewhere while it counts commands
+        self.deliver: Callable[[bytes, bytes], None] = self.frame
 
     # --- transport events -----------------------------------------------------------------------
 
@@ -329,10 +271,8 @@ class TargetConnection(asyncio.BufferedProtocol):
         self.login = TargetLogin(self.server, self.server.targets_on_portal(self.local), self.peer)
         self.server.register(self)
         self.portal_counters = self.server.portal_counters.setdefault(self.local, Counters())
-        faults = self.server.faults
-        if self.local in faults.blackholed:
-            faults.hold(self.local, self)
-            return  # no login timer either: a black hole never closes anything
+        if self.server.faults.attach(self):
+            return  # held by a black hole: no login timer either, a black hole never closes anything
         self._login_timer = asyncio.get_running_loop().call_later(LOGIN_TIMEOUT, self._login_timeout)
 
     def _login_timeout(self) -> None:
@@ -341,9 +281,10 @@ class TargetConnection(asyncio.BufferedProtocol):
             self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._login_timer, self._ping_timer, self._delay_timer):
+        for timer in (self._login_timer, self._ping_timer):
             if timer is not None:
                 timer.cancel()
+        self.server.faults.detach(self)
         self.server.connections.discard(self)
         if self.session is not None:
             s = self.session
@@ -363,20 +304,16 @@ class TargetConnection(asyncio.BufferedProtocol):
         return self.reader.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._last_rx = asyncio.get_running_loop().time()  # any bytes at all are proof of life
+        self.last_rx = asyncio.get_running_loop().time()  # any bytes at all are proof of life
         self.counters.bytes_in += nbytes
         self.portal_counters.bytes_in += nbytes
-        if self.server.faults.blackholed and self.local in self.server.faults.blackholed:
-            self.server.faults.hold(self.local, self)
-            self.reader = PduReader(max_data=self.reader.max_data)  # swallowed, as a black hole does
-            return
         self.reader.buffer_updated(nbytes)
         try:
             while self.transport is not None and not self.transport.is_closing():
                 frame = self.reader.next_frame()
                 if frame is None:
                     break
-                self._frame(frame.header, frame.data)
+                self.deliver(frame.header, frame.data)
         except DigestError as e:
             log.warning("%s: %s", self.peer, e)
             self.counters.errors += 1
@@ -402,7 +339,7 @@ class TargetConnection(asyncio.BufferedProtocol):
 
     # --- PDUs ------------------------------------------------------------------------------------
 
-    def _frame(self, header: bytes, data: bytes) -> None:
+    def frame(self, header: bytes, data: bytes) -> None:
         try:
             pdu = P.decode(header, data)
         except RemoteProtocolError as e:
@@ -427,7 +364,6 @@ class TargetConnection(asyncio.BufferedProtocol):
             if isinstance(pdu, P.ScsiCommand):
                 self.counters.commands += 1
                 self.portal_counters.commands += 1
-                self.server.faults.command_seen()
             self.session.receive(pdu, header)
             return
         assert self.login is not None
@@ -470,7 +406,7 @@ class TargetConnection(asyncio.BufferedProtocol):
         self.reader.data_digest = params.data_digest
         self.reader.max_data = params.max_recv_data_segment_length
         self.session = TargetSession(
-            target or _DiscoveryTarget(self.server), initiator_name=done.initiator_name, isid=done.isid,
+            target or self.server.discovery, initiator_name=done.initiator_name, isid=done.isid,
             tsih=done.tsih, tpgt=done.tpgt, params=params, cmdsn=done.expcmdsn, statsn=done.statsn,
             window=self.server.spec.cmd_window, send=self.write, close=self.close)
         self.session.discovery = target is None
@@ -485,7 +421,7 @@ class TargetConnection(asyncio.BufferedProtocol):
         session = self.session
         if session is None or self.transport is None:
             return
-        quiet = asyncio.get_running_loop().time() - self._last_rx
+        quiet = asyncio.get_running_loop().time() - self.last_rx
         if quiet >= 2 * interval:
             log.warning("%s: nothing received for %.1f s after a NOP-In; dropping the connection", self.peer, quiet)
             self.abort()
@@ -509,41 +445,7 @@ class TargetConnection(asyncio.BufferedProtocol):
                                                                  and pdu.status):
             self.counters.errors += 1
             self.portal_counters.errors += 1
-        faults = self.server.faults
-        if faults.blackholed and self.local in faults.blackholed:
-            return  # the initiator never hears from us
-        if faults.output_faults or self._delayed:
-            self._faulty_write(frames, pdu)
-            return
         self.transport.writelines(frames)
-
-    def _faulty_write(self, frames: list[bytes | memoryview], pdu: P.Pdu) -> None:
-        """Corrupt digests and delay output as the active faults say; delayed PDUs keep their order."""
-        faults = self.server.faults
-        if self.header_digest and faults.corrupt(self.local, "header"):
-            frames[1] = bytes(b ^ 0xFF for b in frames[1])
-        if self.data_digest and pdu.data and faults.corrupt(self.local, "data"):
-            frames[-1] = bytes(b ^ 0xFF for b in frames[-1])
-        delay = faults.delay_for(self.local)
-        if not delay and not self._delayed:
-            assert self.transport is not None
-            self.transport.writelines(frames)
-            return
-        loop = asyncio.get_running_loop()
-        self._delayed.append((loop.time() + delay, [bytes(f) for f in frames]))
-        if self._delay_timer is None:
-            self._delay_timer = loop.call_at(self._delayed[0][0], self._flush_delayed)
-
-    def _flush_delayed(self) -> None:
-        self._delay_timer = None
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        while self._delayed and self._delayed[0][0] <= now:
-            frames = self._delayed.popleft()[1]
-            if self.transport is not None and not self.transport.is_closing():
-                self.transport.writelines(frames)
-        if self._delayed:
-            self._delay_timer = loop.call_at(self._delayed[0][0], self._flush_delayed)
 
     def close(self) -> None:
         if self.transport is not None:
@@ -552,15 +454,3 @@ class TargetConnection(asyncio.BufferedProtocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
-
-
-class _DiscoveryTarget(Target):
-    """Stand-in target for a discovery session: no LUNs; SendTargets=All lists every target."""
-
-    def __init__(self, server: TargetServer) -> None:
-        self.server = server
-        self.iqn = ""
-        self.luns = {}
-        self.ports = {0: TargetPort(0, 0, 0, ())}
-        self.spec = TargetSpec("")
-

@@ -76,6 +76,17 @@ def standard_inquiry(lu: LogicalUnit) -> bytes:
     return bytes(data)
 
 
+def no_lu_inquiry() -> bytes:
+    """Standard INQUIRY data for a LUN with no logical unit behind it (SPC-4 4.6.4, 6.6.2): peripheral
+    qualifier 011b with device type 1Fh, VERSION 06h (SPC-4), response data format 2; 36 bytes."""
+    data = bytearray(36)
+    data[0] = c.PeripheralQualifier.NOT_CAPABLE << 5 | c.PeripheralDeviceType.UNKNOWN
+    data[2] = 0x06
+    data[3] = 0x02
+    data[4] = len(data) - 5
+    return bytes(data)
+
+
 def _vpd(page: int, body: bytes) -> bytes:
     return struct.pack(">BBH", c.PeripheralDeviceType.DIRECT_ACCESS, page, len(body)) + body
 

@@ -47,7 +47,7 @@ async def test_dead_backstore_tur_up_readsector0_down(monkeypatch: pytest.Monkey
 async def test_standby_is_ghost(monkeypatch: pytest.MonkeyPatch) -> None:
     async with running_target() as server, live_path(server) as path:
         lu = server.targets[TEST_IQN].luns[0]
-        tpg = next(iter(server.targets[TEST_IQN].ports.values())).tpg_id
+        tpg = server.targets[TEST_IQN].tpgs[0].tpg_id
         monkeypatch.setattr(lu, "port_groups", lambda: [PortGroupInfo(tpg, AluaState.STANDBY, (1,))])
         result, reason = await ReadSector0Checker().check(path, 5.0)
     assert (result, reason) == (CheckResult.GHOST, "READ (10) of LBA 0: ALUA standby")

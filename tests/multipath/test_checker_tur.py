@@ -49,7 +49,7 @@ async def test_target_stopped_is_down() -> None:
 async def test_alua_not_accessible_is_ghost(state: AluaState, monkeypatch: pytest.MonkeyPatch) -> None:
     async with running_target() as server, live_path(server) as path:
         lu = server.targets[TEST_IQN].luns[0]
-        tpg = next(iter(server.targets[TEST_IQN].ports.values())).tpg_id
+        tpg = server.targets[TEST_IQN].tpgs[0].tpg_id
         monkeypatch.setattr(lu, "port_groups", lambda: [PortGroupInfo(tpg, state, (1,))])
         result, reason = await TurChecker().check(path, 5.0)
     assert result == CheckResult.GHOST

@@ -71,7 +71,7 @@ async def test_stale_write_never_overwrites_a_newer_one(tmp_path: FsPath, profil
         iqns = {t.iqn: t for t in server.targets.values()}
         records = []
         for proxy, (host, port) in zip(proxies, server.portals, strict=True):
-            iqn = next(i for i, t in iqns.items() if any((host, port) in tp.portals for tp in t.ports.values()))
+            iqn = next(i for i, t in iqns.items() if any((host, port) in tpg.network_portals for tpg in t.tpgs))
             records.append(DiscoveredTarget(proxy.address[0], proxy.address[1], 1, iqn))
         pool = SessionPool()
         (device,) = await build_devices(records, MultipathSpec(()), SessionConfig("", login_timeout=3), FAST, pool)

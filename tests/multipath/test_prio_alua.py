@@ -40,7 +40,7 @@ async def test_values_per_state(state: AluaState, preferred: bool, expected: int
     async with running_target(spec=two_controllers()) as server:  # type: ignore[arg-type]
         target = server.targets[TEST_IQN]
         lu = target.luns[0]
-        tpg = {tp.portals[0][0]: tp.tpg_id for tp in target.ports.values()}
+        tpg = {tpg.network_portals[0].ip_address: tpg.tpg_id for tpg in target.tpgs}
         groups = [PortGroupInfo(tpg[A], state, (1,), preferred),
                   PortGroupInfo(tpg[B], AluaState.ACTIVE_OPTIMIZED, (2,))]
         monkeypatch.setattr(lu, "port_groups", lambda: groups)

@@ -306,4 +306,4 @@ def test_quick_form_portal_split_and_errors() -> None:
         quick_config(IQN, PORTALS[:1], ["mem:1MiB"], profile="alua")
     with pytest.raises(ConfigError, match="owner"):
         quick_config(IQN, PORTALS, ["mem:1MiB"], profile="alua", owner="C")
-    assert make("portal").arrays[0].ports[0].portals == tuple((p.split(":")[0], 0) for p in PORTALS)
+    assert make("portal").arrays[0].ports[0].network_portals == tuple((p.split(":")[0], 0) for p in PORTALS)
