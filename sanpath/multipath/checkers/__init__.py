@@ -1,22 +1,24 @@
 """Path checkers: is this path alive, and can it carry I/O? (multipath-tools' checkers).
 
 Each checker is one small module with a class implementing ``Checker``; ``CHECKERS`` maps the
-multipath.conf name to the class. ``check`` must return within ``timeout`` seconds: the monitor also
-wraps every call in a timeout, so that status never waits on a dead path.
+multipath.conf name to the class. A checker sees a ``PathProbe`` (the path's name, LUN, block size and
+session) and a timeout, nothing else; ``check`` must return within ``timeout`` seconds and never raise.
+What it may conclude is ``states.CheckResult`` (up, down, ghost), read from SCSI status and sense data as
+``common.classify`` documents.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from ..path import Path
+from ..probe import PathProbe
 from ..states import CheckResult
 
 
 class Checker(Protocol):
     name: str
 
-    async def check(self, path: Path, timeout: float) -> tuple[CheckResult, str]:
+    async def check(self, path: PathProbe, timeout: float) -> tuple[CheckResult, str]:
         """(result, a short reason a person can read)."""
         ...
 

@@ -1,18 +1,18 @@
 """Prioritizers: a number per path; group_by_prio puts equal numbers in one group and the highest group
 carries I/O (multipath-tools' prioritizers). One small module per prioritizer; ``PRIORITIZERS`` maps
-the multipath.conf name to the class."""
+the multipath.conf name to the class. A prioritizer sees a ``PathProbe`` and a timeout, like a checker."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from ..path import Path
+from ..probe import PathProbe
 
 
 class Prioritizer(Protocol):
     name: str
 
-    async def priority(self, path: Path, timeout: float) -> int:
+    async def priority(self, path: PathProbe, timeout: float) -> int:
         ...
 
 
