@@ -102,9 +102,8 @@ class MultipathDevice:
         self._block_size = block_size
         self.events: deque[PathEvent] = events if events is not None else deque(maxlen=1000)
         self.listeners: list[Callable[[PathEvent], None]] = []
-        selector_cls = SELECTORS[policy.path_selector.split()[0]]
-        self.selector: Selector = selector_cls(rr_min_io=policy.rr_min_io)  # type: ignore[call-arg]
-        self.handler: Handler = HANDLERS[policy.handler]()
+        self.selector: Selector = SELECTORS.make(policy.path_selector, **policy.values())
+        self.handler: Handler = HANDLERS.make(policy.handler, **policy.values())
         self._activation = asyncio.Lock()
         self._activated: dict[str, float] = {}
         self.groups: list[PathGroup] = []

@@ -36,6 +36,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .checkers import CHECKERS
+from .handlers import HANDLERS
 from .prioritizers import PRIORITIZERS
 from .selectors import SELECTORS
 
@@ -174,7 +175,6 @@ class Key:
 
 
 _SELECTOR_NAMES = tuple(f"{n} 0" for n in SELECTORS)
-_HANDLERS = ("dmp", "rdac")
 
 KEYS: dict[str, Key] = {k.name: k for k in (
     Key("polling_interval", 1.0, seconds(), show_seconds,
@@ -191,7 +191,7 @@ KEYS: dict[str, Key] = {k.name: k for k in (
         "ping only), rdac (VPD C9h ownership)"),
     Key("prio", "const", choice(PRIORITIZERS), show_text,
         "path priority for group_by_prio: const, alua (target port group state), rdac (ownership)"),
-    Key("handler", "dmp", choice(_HANDLERS, {"mpp": "rdac", "1 rdac": "rdac", "0": "dmp", "1 alua": "dmp",
+    Key("handler", "dmp", choice(HANDLERS, {"mpp": "rdac", "1 rdac": "rdac", "0": "dmp", "1 alua": "dmp",
                                              "alua": "dmp"}), show_text,
         "XenServer's multipathhandle: dmp (generic; ALUA followed through prio/checker) or rdac "
         "(moves LUN ownership between RDAC controllers); 'mpp' is read as rdac"),

@@ -34,8 +34,8 @@ class PathMonitor:
         policy = device.policy
         self.device = device
         self.pool = pool
-        self.checker: Checker = checker or CHECKERS[policy.path_checker]()
-        self.prioritizer: Prioritizer = prioritizer or PRIORITIZERS[policy.prio]()
+        self.checker: Checker = checker or CHECKERS.make(policy.path_checker, **policy.values())
+        self.prioritizer: Prioritizer = prioritizer or PRIORITIZERS.make(policy.prio, **policy.values())
         self._relogin_at: dict[Path, float] = {}
         self._relogin_delay: dict[Path, float] = {}
         self._task: asyncio.Task[None] | None = None

@@ -46,6 +46,10 @@ class Policy:
             return recorded
         return DEFAULT if getattr(self, key) == KEYS[key].default else PROGRAM
 
+    def values(self) -> dict[str, Any]:
+        """Every setting's value by key (what ``Registry.make`` picks a plugin's options from)."""
+        return {key: getattr(self, key) for key in SETTINGS}
+
     @property
     def failback_delay(self) -> float | None:
         """Seconds to wait before failing back, or None for manual/followover."""

@@ -14,6 +14,7 @@ from .common import Verdict, bounded
 
 class NopChecker:
     name = "nop"
+    options: tuple[str, ...] = ()
 
     async def check(self, path: PathProbe, timeout: float) -> Verdict:
         async def probe(session: ProbeSession) -> Verdict:

@@ -33,6 +33,7 @@ def judge(page: R.VolumeAccess) -> Verdict:
 
 class RdacChecker:
     name = "rdac"
+    options: tuple[str, ...] = ()
 
     async def check(self, path: PathProbe, timeout: float) -> Verdict:
         async def probe(session: ProbeSession) -> Verdict:

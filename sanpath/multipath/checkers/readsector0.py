@@ -16,6 +16,7 @@ UNKNOWN_BLOCK = 4096  # read length before the block size is known: covers 512 a
 
 class ReadSector0Checker:
     name = "readsector0"
+    options: tuple[str, ...] = ()
 
     async def check(self, path: PathProbe, timeout: float) -> Verdict:
         length = path.block_length or UNKNOWN_BLOCK

@@ -58,6 +58,7 @@ def own_group(designators: tuple[S.Designator, ...], groups: S.TargetPortGroups)
 
 class AluaPrioritizer:
     name = "alua"
+    options: tuple[str, ...] = ()
 
     def __init__(self, *, exclusive_pref_bit: bool = False) -> None:
         self.exclusive_pref_bit = exclusive_pref_bit

@@ -8,6 +8,7 @@ from ..probe import PathProbe
 
 class ConstPrioritizer:
     name = "const"
+    options: tuple[str, ...] = ()
 
     async def priority(self, path: PathProbe, timeout: float) -> int:
         return 1

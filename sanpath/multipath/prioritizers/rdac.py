@@ -30,6 +30,7 @@ def rdac_priority(page: R.VolumeAccess) -> int:
 
 class RdacPrioritizer:
     name = "rdac"
+    options: tuple[str, ...] = ()
 
     async def priority(self, path: PathProbe, timeout: float) -> int:
         async def probe(session: ProbeSession) -> int:
