@@ -72,7 +72,7 @@ from .path import Path, PathEvent
 from .policy import Policy
 from .selectors import SELECTORS, Selector
 from .sense import GHOST_SENSE, TRANSITIONING, sense_triple
-from .states import PathState
+from .states import PathEventKind, PathState, back_in_service
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +102,8 @@ class MultipathDevice:
         self._block_size = block_size
         self.events: deque[PathEvent] = events if events is not None else deque(maxlen=1000)
         self.listeners: list[Callable[[PathEvent], None]] = []
-        selector_cls = SELECTORS[policy.path_selector.split()[0]]
-        self.selector: Selector = selector_cls(rr_min_io=policy.rr_min_io)  # type: ignore[call-arg]
-        self.handler: Handler = HANDLERS[policy.handler]()
+        self.selector: Selector = SELECTORS.make(policy.path_selector, **policy.values())
+        self.handler: Handler = HANDLERS.make(policy.handler, **policy.values())
         self._activation = asyncio.Lock()
         self._activated: dict[str, float] = {}
         self.groups: list[PathGroup] = []
@@ -185,7 +184,7 @@ class MultipathDevice:
         self.paths.append(path)
         self.max_paths = max(self.max_paths, len(self.paths))
         self.regroup()
-        self._event(PathEvent(time.time(), path.name, "added", "path added", path.state.value))
+        self._event(PathEvent.now(path, PathEventKind.ADDED, "path added"))
 
     def regroup(self) -> None:
         """Rebuild the groups after priorities change; keep the active group when the policy says so."""
@@ -203,10 +202,10 @@ class MultipathDevice:
         if best is not self.active_group:
             self.active_group = best
         for g in self.groups:
+            chosen = g is self.active_group
             for p in g.usable:
-                want = PathState.ACTIVE if g is self.active_group else PathState.READY
-                if p.state != want:
-                    p.set_state(want, p.reason if p.state.usable else "usable", kind="group")
+                if p.state != (PathState.ACTIVE if chosen else PathState.READY):
+                    p.apply(PathEventKind.GROUP_ACTIVE if chosen else PathEventKind.GROUP_STANDBY)
 
     def _failback_due(self, group: PathGroup | None) -> bool:
         delay = self.policy.failback_delay
@@ -219,16 +218,18 @@ class MultipathDevice:
         if path.state == PathState.FAULTY:
             return
         path.errors += 1
-        path.set_state(PathState.FAULTY, reason)
+        path.apply(PathEventKind.FAILED, reason)
         self.choose_group()
 
-    def reinstate_path(self, path: Path, state: PathState = PathState.READY, reason: str = "checker up") -> None:
+    def reinstate_path(self, path: Path, reason: str = "checker up") -> None:
+        """A down or ghost path is usable again (it joins as ready; ``choose_group`` may make it active)."""
         # followover (multipath-tools): fail back only when the first path of a group that had none
         # comes back, so that a failover another host asked for is not undone by a path that merely
         # recovered inside an already working group.
         group = next((g for g in self.groups if path in g.paths), None)
         first_back = group is not None and not group.usable
-        path.set_state(state, reason)
+        if not path.state.usable:  # e.g. a ghost the checker found usable while its handler ran
+            path.apply(back_in_service(path.state), reason)
         self.choose_group(initial=self.policy.failback == "followover" and first_back)
         if self._unfenced and not self._fence_running():
             self._start_fence()
@@ -332,8 +333,7 @@ class MultipathDevice:
                     continue  # just tried this one; let the checker see what the array did
                 self._activated[ghost.name] = now
                 done, what = await self.handler.activate(ghost, self.policy.command_timeout)
-                self._event(PathEvent(time.time(), ghost.name, "activate", f"{self.handler.name}: {what}",
-                                      ghost.state.value))
+                self._event(PathEvent.now(ghost, PathEventKind.ACTIVATE, f"{self.handler.name}: {what}"))
                 if done:
                     self.reinstate_path(ghost, reason=f"activated by the {self.handler.name} handler")
                     return True
@@ -352,7 +352,7 @@ class MultipathDevice:
             return "retry"  # a reset was reported, or the array is moving ownership: ask again
         ghost = GHOST_SENSE.get(triple)
         if ghost is not None:  # ALUA standby/unavailable, RDAC passive: up, but not for I/O here
-            path.set_state(PathState.GHOST, ghost)
+            path.apply(PathEventKind.GHOST, ghost)
             self.choose_group()
             return "other-path"
         if triple[0] in (SenseKey.MEDIUM_ERROR, SenseKey.HARDWARE_ERROR):
@@ -405,8 +405,8 @@ class MultipathDevice:
                 fenced = [p for p in self._unfenced if p is dead or (
                     p.session is dead.session if how == "session reinstatement" else p.spec.iqn == dead.spec.iqn)]
                 self._unfenced = [p for p in self._unfenced if p not in fenced]
-                self._event(PathEvent(time.time(), dead.name, "fenced", f"by {how}: no command of the failed "
-                                      "path can execute any more", dead.state.value))
+                self._event(PathEvent.now(dead, PathEventKind.FENCED, f"by {how}: no command of the failed "
+                                          "path can execute any more"))
         self._write_gate.set()
 
     async def _fence_by_reinstatement(self, dead: Path, live: list[Path]) -> bool:

@@ -166,8 +166,8 @@ async def login_paths(record: DiscoveredTarget, source: str | None, base: Sessio
         except SanpathError as e:
             log.warning("%s %s LUN %d: skipped: %s", record.portal, record.iqn, lun, e)
             continue
-        path = Path(PathSpec(record.address, record.port, record.iqn, lun, source), session, device, wwid)
-        path.state, path.reason = state, reason
+        path = Path(PathSpec(record.address, record.port, record.iqn, lun, source), session, device, wwid,
+                    state=state, reason=reason)
         path.vendor, path.product = std.vendor, std.product
         out.append(path)
     if not out:

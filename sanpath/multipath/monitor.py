@@ -23,7 +23,7 @@ from .device import MultipathDevice
 from .path import Path
 from .prioritizers import PRIORITIZERS, Prioritizer
 from .sessions import SessionPool
-from .states import CheckResult, PathState
+from .states import CheckResult, PathEventKind, PathState
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,8 @@ class PathMonitor:
         policy = device.policy
         self.device = device
         self.pool = pool
-        self.checker: Checker = checker or CHECKERS[policy.path_checker]()
-        self.prioritizer: Prioritizer = prioritizer or PRIORITIZERS[policy.prio]()
+        self.checker: Checker = checker or CHECKERS.make(policy.path_checker, **policy.values())
+        self.prioritizer: Prioritizer = prioritizer or PRIORITIZERS.make(policy.prio, **policy.values())
         self._relogin_at: dict[Path, float] = {}
         self._relogin_delay: dict[Path, float] = {}
         self._task: asyncio.Task[None] | None = None
@@ -95,7 +95,7 @@ class PathMonitor:
             self.device.regroup()
         if result == CheckResult.GHOST:
             if path.state != PathState.GHOST:
-                path.set_state(PathState.GHOST, f"{self.checker.name} checker: {reason}")
+                path.apply(PathEventKind.GHOST, f"{self.checker.name} checker: {reason}")
                 self.device.choose_group()
             return
         if path.state.usable:
@@ -105,7 +105,7 @@ class PathMonitor:
             return
         if path.state == PathState.FAULTY and path.failures_within(policy.marginal_window) >= policy.marginal_failures:
             path.marginal_until = now + policy.marginal_hold
-            path.set_state(PathState.MARGINAL, f"failed {policy.marginal_failures} times within "
+            path.apply(PathEventKind.MARGINAL, f"failed {policy.marginal_failures} times within "
                            f"{policy.marginal_window:g} s; held out for {policy.marginal_hold:g} s")
             return
         self.device.reinstate_path(path, reason=f"{self.checker.name} checker: {reason}")
@@ -124,17 +124,17 @@ class PathMonitor:
         try:
             session = await self.pool.relogin(old)
         except IscsiError as e:
-            path.reason = f"re-login failed: {e}"
+            path.apply(PathEventKind.RELOGIN_FAILED, f"re-login failed: {e}")
             return
         try:
             device = await ScsiDevice(session, path.spec.lun).open()
             wwid = await device.scsi_id()
         except SanpathError as e:
-            path.reason = f"re-login: LUN check failed: {e}"
+            path.apply(PathEventKind.RELOGIN_FAILED, f"re-login: LUN check failed: {e}")
             return
         if wwid != self.device.wwid or device.size != self.device.size:
-            path.reason = (f"refused: {path.spec.portal} LUN {path.spec.lun} is now {wwid} "
-                           f"({device.size} bytes), not {self.device.wwid}")
+            path.apply(PathEventKind.RELOGIN_FAILED, f"refused: {path.spec.portal} LUN {path.spec.lun} is now "
+                       f"{wwid} ({device.size} bytes), not {self.device.wwid}")
             log.error("%s: %s", self.device.wwid, path.reason)
             return
         with contextlib.suppress(Exception):

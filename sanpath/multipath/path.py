@@ -1,7 +1,8 @@
 """One path to a LUN: (source address, portal, target IQN, LUN), its session, its state and its counters.
 
 A path owns its iSCSI session. It never decides its own state: the device (on I/O errors) and the
-monitor (on checker results) do, through ``set_state``, which records the reason and emits an event.
+monitor (on checker results) tell it what happened through ``apply``, which looks the move up in the
+transition table (``states.TRANSITIONS``), records the reason and emits an event.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..initiator.device import ScsiDevice
 from ..initiator.session import Session
-from .states import PathState
+from .states import QUIET, PathEventKind, PathState, next_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +43,14 @@ class PathEvent:
 
     time: float
     path: str
-    kind: str  # failed | reinstated | marginal | ghost | priority | added | group
+    kind: PathEventKind
     reason: str
     state: str
+
+    @classmethod
+    def now(cls, path: Path, kind: PathEventKind, reason: str) -> PathEvent:
+        """An event about ``path`` in its current state, stamped with the wall-clock time."""
+        return cls(time.time(), path.name, kind, reason, path.state.value)
 
     def __str__(self) -> str:
         return f"{time.strftime('%H:%M:%S', time.localtime(self.time))} {self.path}: {self.kind} ({self.reason})"
@@ -78,31 +84,33 @@ class Path:
     def name(self) -> str:
         return self.spec.name
 
-    def set_state(self, state: PathState, reason: str, kind: str | None = None) -> None:
-        if state == self.state and reason == self.reason:
+    @property
+    def lun(self) -> int:
+        """The LUN commands to this path address (the opened device's, else the spec's)."""
+        return self.device.lun if self.device is not None else self.spec.lun
+
+    @property
+    def block_length(self) -> int | None:
+        """The LUN's block size once READ CAPACITY answered through some path, else None."""
+        capacity = self.device.capacity if self.device is not None else None
+        return capacity.block_length if capacity is not None else None
+
+    def apply(self, kind: PathEventKind, reason: str | None = None) -> None:
+        """Move the path as the table says for ``kind`` (``PathTransitionError`` when it has no such
+        move), with ``reason`` (None keeps the current one). Being told again what is already so is no
+        news. A move to faulty counts towards the marginal limit."""
+        new = next_state(self.state, kind)
+        reason = self.reason if reason is None else reason
+        if new == self.state and reason == self.reason:
             return
-        old = self.state
-        if kind == "group":  # active <-> ready as the active group changes: not news about the path
-            self.state = state
+        old, self.state, self.reason = self.state, new, reason
+        if kind in QUIET:
             return
-        self.state = state
-        self.reason = reason
         self.since = time.monotonic()
-        if state == PathState.FAULTY and old != PathState.FAULTY:
+        if new == PathState.FAULTY and old != PathState.FAULTY:
             self.failures.append(self.since)
-        if kind is None:
-            if state == PathState.FAULTY:
-                kind = "failed"
-            elif state == PathState.MARGINAL:
-                kind = "marginal"
-            elif state == PathState.GHOST:
-                kind = "ghost"
-            elif not old.up and state.up:
-                kind = "reinstated"
-            else:
-                kind = "state"
         if self.on_event is not None:
-            self.on_event(PathEvent(time.time(), self.name, kind, reason, state.value))
+            self.on_event(PathEvent.now(self, kind, reason))
 
     def failures_within(self, window: float) -> int:
         now = time.monotonic()

@@ -13,11 +13,16 @@ Path states (what the checker and the I/O path conclude):
 
 XenServer counts a path as down when it is faulty (or shaky/failed in older releases); here faulty and
 marginal are down, ghost is up but unused.
+
+How a path moves between these states is the table ``TRANSITIONS`` below, driven by ``PathEventKind``
+events; ``Path.apply`` is the only code that changes a path's state or reason.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+
+from ..errors import LocalProtocolError
 
 
 class PathState(StrEnum):
@@ -49,3 +54,60 @@ class GroupState(StrEnum):
     ACTIVE = "active"  # the group I/O goes to
     ENABLED = "enabled"  # usable, not chosen
     DISABLED = "disabled"  # no usable path
+
+
+# --- the path state machine -------------------------------------------------------------------------
+
+
+class PathEventKind(StrEnum):
+    """What happened to a path. The kinds in ``TRANSITIONS`` move its state (``Path.apply``); the others
+    are news about a path that leave its state alone. The values are what event logs and the API show."""
+
+    FAILED = "failed"  # a transport error, a liveness timeout, a dead session, or the checker said down
+    REINSTATED = "reinstated"  # a faulty or marginal path is usable again
+    ACCESSIBLE = "state"  # a ghost (standby / passive) path is usable: the array moved access to its port
+    GHOST = "ghost"  # the array answers through the path but will not do I/O there now
+    MARGINAL = "marginal"  # came back after failing too often within the flapping window: held out
+    GROUP_ACTIVE = "group-active"  # its group now carries I/O (quiet: not news about the path)
+    GROUP_STANDBY = "group-standby"  # its group no longer carries I/O (quiet)
+    RELOGIN_FAILED = "relogin-failed"  # still faulty; the reason says why the re-login failed (quiet)
+    ADDED = "added"  # joined the device
+    ACTIVATE = "activate"  # the hardware handler was asked to make the ghost path usable
+    FENCED = "fenced"  # no command of the failed path can execute any more
+
+
+_S, _E = PathState, PathEventKind
+
+TRANSITIONS: dict[PathState, dict[PathEventKind, PathState]] = {
+    _S.ACTIVE: {_E.FAILED: _S.FAULTY, _E.GHOST: _S.GHOST, _E.GROUP_STANDBY: _S.READY},
+    _S.READY: {_E.FAILED: _S.FAULTY, _E.GHOST: _S.GHOST, _E.GROUP_ACTIVE: _S.ACTIVE},
+    _S.GHOST: {_E.FAILED: _S.FAULTY, _E.GHOST: _S.GHOST, _E.ACCESSIBLE: _S.READY},
+    _S.FAULTY: {_E.GHOST: _S.GHOST, _E.MARGINAL: _S.MARGINAL, _E.REINSTATED: _S.READY,
+                _E.RELOGIN_FAILED: _S.FAULTY},
+    _S.MARGINAL: {_E.FAILED: _S.FAULTY, _E.GHOST: _S.GHOST, _E.REINSTATED: _S.READY},
+}
+"""(state, event) -> next state: every way a path's state can move. A usable path joins the active group
+as ``ready`` and the device moves it between ready and active as groups take turns; only a faulty path
+can turn marginal; a ghost's reason may change while it stays a ghost (the array said why, again)."""
+
+QUIET = frozenset({_E.GROUP_ACTIVE, _E.GROUP_STANDBY, _E.RELOGIN_FAILED})
+"""Transitions that are no news: no event, and the time the path entered its state stays."""
+
+
+class PathTransitionError(LocalProtocolError):
+    """A path was told of an event its state has no transition for (a bug of ours, not the array's)."""
+
+
+def next_state(state: PathState, kind: PathEventKind) -> PathState:
+    """The state after ``kind`` in ``state``; ``PathTransitionError`` naming both when there is none."""
+    try:
+        return TRANSITIONS[state][kind]
+    except KeyError:
+        raise PathTransitionError(f"path event {kind.value!r} ({kind.name}) is not allowed in state "
+                                  f"{state.value!r}") from None
+
+
+def back_in_service(state: PathState) -> PathEventKind:
+    """The event that makes a path in ``state`` usable again: a ghost becomes accessible; a faulty or
+    marginal path is reinstated (only the latter counts as a recovery from failure)."""
+    return _E.ACCESSIBLE if state == _S.GHOST else _E.REINSTATED

@@ -1,6 +1,6 @@
 """Status of multipath devices: a topology in the shape of ``multipath -ll``, "n of m paths active",
-XenServer's ``[active, max]`` path counts, and the recent events. Reads state only: it never sends a
-command, so it cannot wait on a dead path."""
+XenServer's ``[active, max]`` path counts, where each setting came from, and the recent events. Reads
+state only: it never sends a command, so it cannot wait on a dead path."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from .device import MultipathDevice
+from .policy import SETTINGS
 
 
 def human_size(n: int) -> str:
@@ -29,6 +30,7 @@ def topology(device: MultipathDevice, *, events: int = 20) -> dict[str, Any]:
         "policy": {"path_grouping_policy": p.path_grouping_policy, "path_selector": p.path_selector,
                    "rr_min_io": p.rr_min_io, "path_checker": p.path_checker, "prio": p.prio,
                    "handler": p.handler, "failback": p.failback, "no_path_retry": p.no_path_retry},
+        "origins": {key: str(p.origin(key)) for key in SETTINGS},  # where each setting came from
         "paths_active": active,
         "paths_total": len(device.paths),
         "mpath_counts": [active, maximum],  # XenServer's mpath-<SCSIid> = [active, max]

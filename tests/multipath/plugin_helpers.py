@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from sanpath.errors import ScsiCommandError
 from sanpath.initiator.device import ScsiDevice
@@ -50,21 +51,26 @@ def vpd_c9(*, owned: bool, preferred: bool, ioship: bool = False, state: int | N
     return bytes(page)
 
 
-class StubSession:
-    """Stands in for a Session: logged in, and every command answered by ``answer(cdb)`` (or never)."""
+Answer = Callable[[bytes], CommandResult]
 
-    def __init__(self, answer=None, *, hang: bool = False) -> None:  # type: ignore[no-untyped-def]
+
+class StubSession:
+    """A ``ProbeSession``: logged in, and every command answered by ``answer(cdb)`` (or never, with
+    ``hang``); records each CDB and its read length."""
+
+    def __init__(self, answer: Answer | None = None, *, hang: bool = False) -> None:
         self.answer = answer
         self.hang = hang
         self.logged_in = True
         self.portal = "stub:3260"
         self.commands: list[bytes] = []
+        self.read_lengths: list[int] = []
         self.cancelled = 0  # commands cancelled under the session (a check must never do that)
         self.release = asyncio.Event()  # lets hung commands complete
 
-    async def execute(self, lun, cdb, *, read_length=0, data_out=None, buffer=None,  # type: ignore[no-untyped-def]
-                      timeout=None):
+    async def execute(self, lun: int, cdb: bytes, *, read_length: int = 0) -> CommandResult:
         self.commands.append(bytes(cdb))
+        self.read_lengths.append(read_length)
         if self.hang:
             try:
                 await self.release.wait()
@@ -72,18 +78,26 @@ class StubSession:
                 self.cancelled += 1
                 raise
             return CommandResult(0)
+        assert self.answer is not None, "a StubSession that does not hang needs an answer"
         return self.answer(bytes(cdb))
 
     async def ping(self, timeout: float = 5.0) -> float:
-        import asyncio
-
         if self.hang:
             await asyncio.Event().wait()
         return 0.0001
 
 
-def stub_path(session: StubSession) -> Path:
-    path = bare_paths(1)[0]
-    path.session = session  # type: ignore[assignment]
-    path.device = ScsiDevice(session, 0)  # type: ignore[arg-type]
-    return path
+@dataclass
+class StubProbe:
+    """A ``PathProbe`` over a ``StubSession``: what a checker or prioritizer sees of a path."""
+
+    session: StubSession | None
+    name: str = "stub"
+    lun: int = 0
+    block_length: int | None = None
+    tpg_id: int | None = None
+    alua_state: int | None = None
+
+
+def stub_path(session: StubSession, *, block_length: int | None = None) -> StubProbe:
+    return StubProbe(session, block_length=block_length)

@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
+from sanpath.initiator.session import CommandResult
 from sanpath.multipath.checkers import CHECKERS, ReadSector0Checker, TurChecker
+from sanpath.multipath.checkers.readsector0 import UNKNOWN_BLOCK
 from sanpath.multipath.states import CheckResult
 from sanpath.scsi.constants import AluaState
 from sanpath.target.common import PortGroupInfo
@@ -60,19 +62,17 @@ async def test_session_gone_is_down() -> None:
         assert (await ReadSector0Checker().check(path, 5.0))[0] == CheckResult.DOWN
 
 
-async def test_reads_one_block_of_the_known_size() -> None:
+async def test_live_path_knows_its_block_size() -> None:
     async with running_target() as server, live_path(server) as path:
-        lengths: list[int] = []
-        assert path.session is not None
-        real = path.session.execute
+        assert path.block_length == 512
+        assert await ReadSector0Checker().check(path, 5.0) == (CheckResult.UP, "READ (10) of LBA 0: GOOD")
 
-        async def spy(lun: int, cdb: bytes, **kw: Any) -> Any:
-            lengths.append(kw.get("read_length", 0))
-            return await real(lun, cdb, **kw)
 
-        path.session.execute = spy  # type: ignore[method-assign]
-        await ReadSector0Checker().check(path, 5.0)
-    assert lengths == [512]
+@pytest.mark.parametrize(("block_length", "read"), [(512, 512), (4096, 4096), (None, UNKNOWN_BLOCK)])
+async def test_reads_one_block_of_the_known_size(block_length: int | None, read: int) -> None:
+    session = StubSession(lambda cdb: CommandResult(0, data=memoryview(bytes(read))))
+    assert (await ReadSector0Checker().check(stub_path(session, block_length=block_length), 1.0))[0] == CheckResult.UP
+    assert session.read_lengths == [read]
 
 
 async def test_timeout_is_down() -> None:

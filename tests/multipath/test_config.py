@@ -3,7 +3,7 @@ sections, and errors that name the key."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,8 @@ import pytest
 
 from sanpath.errors import ConfigError
 from sanpath.multipath import config as C
-from sanpath.multipath.policy import Policy
+from sanpath.multipath.keys import PROGRAM
+from sanpath.multipath.policy import SETTINGS, Policy
 
 FILE = """
 [defaults]
@@ -100,8 +101,26 @@ def test_describe_lines(conf_file: str) -> None:
 def test_defaults_are_the_policy_defaults() -> None:
     r = C.MultipathConfig().resolve("NOBODY", "NOTHING")
     assert r.policy() == Policy()
-    assert {f.name for f in fields(Policy)} == set(C.KEYS)
+    assert list(SETTINGS) == [f.name for f in fields(Policy)][:-1] and set(SETTINGS) == set(C.KEYS)
+    assert {k: getattr(Policy(), k) for k in SETTINGS} == {k: key.default for k, key in C.KEYS.items()}
     assert all(s.origin == C.DEFAULT for s in r.settings.values())
+
+
+def test_a_resolved_policy_records_where_each_value_came_from() -> None:
+    conf = C.loads('[defaults]\npolling_interval = "2s"\n', "mp.toml")
+    p = conf.resolve("DataCore", "x", {"rr_min_io": "4"}).policy()
+    assert (p.polling_interval, str(p.origin("polling_interval"))) == (2.0, "config file mp.toml [defaults]")
+    assert (p.failback, str(p.origin("failback"))) == ("30", 'built-in device section "DataCore"')
+    assert (p.rr_min_io, p.origin("rr_min_io")) == (4, C.COMMAND_LINE)
+    assert p.origin("nop_timeout") == C.DEFAULT
+    assert p == replace(Policy(), polling_interval=2.0, failback="30", rr_min_io=4,
+                        path_grouping_policy="failover")  # origins are not part of the value
+
+
+def test_a_policy_built_in_code_says_so() -> None:
+    p = Policy(rr_min_io=3)
+    assert (p.origin("rr_min_io"), p.origin("prio")) == (PROGRAM, C.DEFAULT)
+    assert str(p.origin("rr_min_io")) == "set by the program"
 
 
 def test_rdac_arrays_get_rdac_settings() -> None:

@@ -27,11 +27,10 @@ from collections.abc import Awaitable, Callable
 
 from sanpath.aio import within
 
-from ...initiator.session import CommandResult, Session
+from ...initiator.session import CommandResult
 from ...scsi.constants import SenseKey, Status
 from ...scsi.sense import parse_sense
-from ..path import Path
-from ..probe import command
+from ..probe import PathProbe, ProbeSession, command
 from ..sense import GHOST_SENSE
 from ..states import CheckResult
 
@@ -63,7 +62,7 @@ def classify(result: CommandResult, what: str) -> Verdict | None:
     return CheckResult.DOWN, f"{what}: {sense}"
 
 
-async def scsi_probe(path: Path, session: Session, cdb: bytes, what: str, *, read_length: int = 0) -> Verdict:
+async def scsi_probe(path: PathProbe, session: ProbeSession, cdb: bytes, what: str, *, read_length: int = 0) -> Verdict:
     """Send ``cdb`` to the path's LUN, asking once more after a UNIT ATTENTION."""
     for _ in range(2):
         result = await command(path, session, cdb, read_length=read_length)
@@ -73,7 +72,7 @@ async def scsi_probe(path: Path, session: Session, cdb: bytes, what: str, *, rea
     return CheckResult.DOWN, f"{what}: UNIT ATTENTION twice in a row"
 
 
-async def bounded(path: Path, timeout: float, probe: Callable[[Session], Awaitable[Verdict]]) -> Verdict:
+async def bounded(path: PathProbe, timeout: float, probe: Callable[[ProbeSession], Awaitable[Verdict]]) -> Verdict:
     """Run ``probe`` on the path's session within ``timeout``; a missing session, a timeout or any
     error is a down verdict. A session that is not logged in fails at once (no waiting for a re-login)."""
     session = path.session

@@ -7,17 +7,17 @@ but whose network path is what fails.
 
 from __future__ import annotations
 
-from ...initiator.session import Session
-from ..path import Path
+from ..probe import PathProbe, ProbeSession
 from ..states import CheckResult
 from .common import Verdict, bounded
 
 
 class NopChecker:
     name = "nop"
+    options: tuple[str, ...] = ()
 
-    async def check(self, path: Path, timeout: float) -> Verdict:
-        async def probe(session: Session) -> Verdict:
+    async def check(self, path: PathProbe, timeout: float) -> Verdict:
+        async def probe(session: ProbeSession) -> Verdict:
             rtt = await session.ping(timeout)
             return CheckResult.UP, f"NOP-In after {rtt * 1000:.1f} ms"
 

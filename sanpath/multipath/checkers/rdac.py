@@ -7,12 +7,10 @@ up when this controller owns the volume (or the array ships I/O between controll
 
 from __future__ import annotations
 
-from ...initiator.session import Session
 from ...scsi import cdb as C
 from ...scsi import rdac as R
 from ...scsi.constants import AluaState, Status
-from ..path import Path
-from ..probe import command
+from ..probe import PathProbe, ProbeSession, command
 from ..states import CheckResult
 from .common import Verdict, bounded, classify
 
@@ -35,9 +33,10 @@ def judge(page: R.VolumeAccess) -> Verdict:
 
 class RdacChecker:
     name = "rdac"
+    options: tuple[str, ...] = ()
 
-    async def check(self, path: Path, timeout: float) -> Verdict:
-        async def probe(session: Session) -> Verdict:
+    async def check(self, path: PathProbe, timeout: float) -> Verdict:
+        async def probe(session: ProbeSession) -> Verdict:
             for _ in range(2):
                 result = await command(path, session, C.inquiry(evpd=True, page=R.PAGE, alloc=255), read_length=255)
                 if result.status == Status.GOOD:

@@ -7,9 +7,8 @@ Costs one block of data per check. Verdicts: see ``common.classify``.
 
 from __future__ import annotations
 
-from ...initiator.session import Session
 from ...scsi import cdb as C
-from ..path import Path
+from ..probe import PathProbe, ProbeSession
 from .common import Verdict, bounded, scsi_probe
 
 UNKNOWN_BLOCK = 4096  # read length before the block size is known: covers 512 and 4096-byte blocks
@@ -17,12 +16,12 @@ UNKNOWN_BLOCK = 4096  # read length before the block size is known: covers 512 a
 
 class ReadSector0Checker:
     name = "readsector0"
+    options: tuple[str, ...] = ()
 
-    async def check(self, path: Path, timeout: float) -> Verdict:
-        capacity = path.device.capacity if path.device is not None else None
-        length = capacity.block_length if capacity is not None else UNKNOWN_BLOCK
+    async def check(self, path: PathProbe, timeout: float) -> Verdict:
+        length = path.block_length or UNKNOWN_BLOCK
 
-        async def probe(session: Session) -> Verdict:
+        async def probe(session: ProbeSession) -> Verdict:
             return await scsi_probe(path, session, C.read_10(0, 1), "READ (10) of LBA 0", read_length=length)
 
         return await bounded(path, timeout, probe)

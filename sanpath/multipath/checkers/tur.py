@@ -7,17 +7,17 @@ Verdicts: see ``common.classify``.
 
 from __future__ import annotations
 
-from ...initiator.session import Session
 from ...scsi import cdb as C
-from ..path import Path
+from ..probe import PathProbe, ProbeSession
 from .common import Verdict, bounded, scsi_probe
 
 
 class TurChecker:
     name = "tur"
+    options: tuple[str, ...] = ()
 
-    async def check(self, path: Path, timeout: float) -> Verdict:
-        async def probe(session: Session) -> Verdict:
+    async def check(self, path: PathProbe, timeout: float) -> Verdict:
+        async def probe(session: ProbeSession) -> Verdict:
             return await scsi_probe(path, session, C.test_unit_ready(), "TEST UNIT READY")
 
         return await bounded(path, timeout, probe)

@@ -16,6 +16,7 @@ ACTIVE_OPTIMIZED = 0x0
 
 class DmpHandler:
     name = "dmp"
+    options: tuple[str, ...] = ()
 
     async def activate(self, path: Path, timeout: float) -> tuple[bool, str]:
         device = path.device

@@ -33,6 +33,7 @@ def mode_select_parameters(lun: int) -> bytes:
 
 class RdacHandler:
     name = "rdac"
+    options: tuple[str, ...] = ()
 
     async def activate(self, path: Path, timeout: float) -> tuple[bool, str]:
         device = path.device

@@ -12,12 +12,10 @@ recorded on the path (``alua_state``, ``tpg_id``) for status displays.
 from __future__ import annotations
 
 from ...errors import RemoteProtocolError
-from ...initiator.session import Session
 from ...scsi import cdb as C
 from ...scsi import parse as S
 from ...scsi.constants import AluaState, Association, DesignatorType, VpdPage
-from ..path import Path
-from ..probe import data_in
+from ..probe import PathProbe, ProbeSession, data_in
 from .common import bounded
 
 PRIO_BY_STATE: dict[int, int] = {
@@ -60,12 +58,13 @@ def own_group(designators: tuple[S.Designator, ...], groups: S.TargetPortGroups)
 
 class AluaPrioritizer:
     name = "alua"
+    options: tuple[str, ...] = ()
 
     def __init__(self, *, exclusive_pref_bit: bool = False) -> None:
         self.exclusive_pref_bit = exclusive_pref_bit
 
-    async def priority(self, path: Path, timeout: float) -> int:
-        async def probe(session: Session) -> int:
+    async def priority(self, path: PathProbe, timeout: float) -> int:
+        async def probe(session: ProbeSession) -> int:
             vpd83 = await data_in(path, session, C.inquiry(evpd=True, page=VpdPage.DEVICE_IDENTIFICATION,
                                                            alloc=4096), 4096)
             rtpg = await data_in(path, session, C.report_target_port_groups(4096, extended=True), 4096)

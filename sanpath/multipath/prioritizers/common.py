@@ -7,8 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from sanpath.aio import within
 
-from ...initiator.session import Session
-from ..path import Path
+from ..probe import PathProbe, ProbeSession
 
 log = logging.getLogger("sanpath.multipath.prioritizers")
 
@@ -17,7 +16,7 @@ PRIO_UNDEF = -1
 real value, so group_by_prio puts it in the last group. The checker decides whether it is alive."""
 
 
-async def bounded(name: str, path: Path, timeout: float, probe: Callable[[Session], Awaitable[int]]) -> int:
+async def bounded(name: str, path: PathProbe, timeout: float, probe: Callable[[ProbeSession], Awaitable[int]]) -> int:
     """Run ``probe`` on the path's session within ``timeout`` (its commands through ``probe.data_in``, which
     leaves a command to the session's own timeout when this gives up); any failure logs why and gives
     PRIO_UNDEF."""

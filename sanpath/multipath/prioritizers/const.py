@@ -3,11 +3,12 @@ group, the same as multibus."""
 
 from __future__ import annotations
 
-from ..path import Path
+from ..probe import PathProbe
 
 
 class ConstPrioritizer:
     name = "const"
+    options: tuple[str, ...] = ()
 
-    async def priority(self, path: Path, timeout: float) -> int:
+    async def priority(self, path: PathProbe, timeout: float) -> int:
         return 1

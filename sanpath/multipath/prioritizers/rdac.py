@@ -9,11 +9,9 @@ moves the volume back to its preferred controller (failback) once that controlle
 
 from __future__ import annotations
 
-from ...initiator.session import Session
 from ...scsi import cdb as C
 from ...scsi import rdac as R
-from ..path import Path
-from ..probe import data_in
+from ..probe import PathProbe, ProbeSession, data_in
 from .common import bounded
 
 OWNER = 2
@@ -32,9 +30,10 @@ def rdac_priority(page: R.VolumeAccess) -> int:
 
 class RdacPrioritizer:
     name = "rdac"
+    options: tuple[str, ...] = ()
 
-    async def priority(self, path: Path, timeout: float) -> int:
-        async def probe(session: Session) -> int:
+    async def priority(self, path: PathProbe, timeout: float) -> int:
+        async def probe(session: ProbeSession) -> int:
             page = await data_in(path, session, C.inquiry(evpd=True, page=R.PAGE, alloc=255), 255)
             return rdac_priority(R.parse_volume_access(page))
 

@@ -12,9 +12,10 @@ from ..path import Path
 
 
 class QueueLength:
-    name = "queue-length 0"
+    name = "queue-length"
+    options: tuple[str, ...] = ()
 
-    def __init__(self, *, rr_min_io: int = 1) -> None:  # rr_min_io: unused; uniform constructor
+    def __init__(self) -> None:
         self._start = 0  # where the tie-breaking scan begins
 
     def select(self, paths: Sequence[Path], nbytes: int) -> Path | None:

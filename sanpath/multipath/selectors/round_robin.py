@@ -14,7 +14,8 @@ from ..path import Path
 
 
 class RoundRobin:
-    name = "round-robin 0"
+    name = "round-robin"
+    options: tuple[str, ...] = ("rr_min_io",)
 
     def __init__(self, *, rr_min_io: int = 1) -> None:
         if rr_min_io < 1:

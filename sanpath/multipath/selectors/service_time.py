@@ -20,9 +20,10 @@ MIN_SECONDS = 1e-6  # a completion faster than this (clock resolution) counts as
 
 
 class ServiceTime:
-    name = "service-time 0"
+    name = "service-time"
+    options: tuple[str, ...] = ()
 
-    def __init__(self, *, rr_min_io: int = 1) -> None:  # rr_min_io: unused; uniform constructor
+    def __init__(self) -> None:
         self._rate: dict[Path, float] = {}  # bytes per second, moving average
         self._start = 0
 
