@@ -3,7 +3,7 @@ socket reports, and the wrappers that carry faults out. A connection pays nothin
 while no fault touches it: the server asks this module once per accepted connection (``attach``);
 when a fault starts, the connections it concerns get a wrapping transport (delay, corrupt digests,
 black hole), a swallowing protocol (a black hole's input) or a counting frame hook (``after_commands``),
-and lose them when it ends. Backstores are wrapped by ``FaultyBackstore``.
+and lose them when it ends. Backstores are wrapped by ``FaultyBackstore`` while medium errors last.
 
 Faults (``kind``) and what each does while active:
 
@@ -188,7 +188,7 @@ class FaultInjector:
     def detach(self, conn: TargetConnection) -> None:
         """The connection is gone: drop what its wrappers still hold."""
         transport = conn.transport
-        while isinstance(transport, _Wrapper):
+        while isinstance(transport, FaultTransport):
             transport.discard()
             transport = transport.inner
 
@@ -279,6 +279,9 @@ class FaultInjector:
                 lu.ua_on_new_nexus = True
         elif kind == "medium-error":
             self.medium.append(fault.lun)
+            for n, lu in self._numbered_luns():  # the backstores are wrapped while medium errors last
+                if not isinstance(lu.backstore, FaultyBackstore):
+                    lu.backstore = FaultyBackstore(lu.backstore, n, self)
         elif kind == "controller":
             assert fault.controller is not None
             for array in server.arrays:
@@ -310,6 +313,10 @@ class FaultInjector:
                     lu.ua_on_new_nexus = False
         elif kind == "medium-error":
             self.medium.remove(fault.lun)
+            if not self.medium:
+                for _, lu in self._numbered_luns():
+                    if isinstance(lu.backstore, FaultyBackstore):
+                        lu.backstore = lu.backstore.inner
         elif kind == "controller":
             assert fault.controller is not None
             for array in server.arrays:
@@ -333,7 +340,10 @@ class FaultInjector:
         return False
 
     def _luns(self, lun: int | None) -> list[Any]:
-        return [lu for a in self.server.arrays for n, lu in a.luns.items() if lun is None or n == lun]
+        return [lu for n, lu in self._numbered_luns() if lun is None or n == lun]
+
+    def _numbered_luns(self) -> list[tuple[int, Any]]:
+        return [(n, lu) for a in self.server.arrays for n, lu in a.luns.items()]
 
     def _recompute(self) -> None:
         for conn in list(self.server.connections):
@@ -389,8 +399,9 @@ class FaultyBackstore:
 # --- what a faulty connection is given ----------------------------------------------------------------
 
 
-class _Wrapper(asyncio.Transport):
-    """Stands between a ``TargetConnection`` and its socket transport; passes everything through."""
+class FaultTransport(asyncio.Transport):
+    """Stands between a ``TargetConnection`` and its socket transport; passes everything through. Each
+    ``writelines`` given to one is one PDU (the connection sends PDUs one by one while it is wrapped)."""
 
     def __init__(self, inner: asyncio.Transport) -> None:
         super().__init__()
@@ -447,7 +458,7 @@ class _Wrapper(asyncio.Transport):
         return False
 
 
-class BlackHole(_Wrapper):
+class BlackHole(FaultTransport):
     """A black-holed connection's output: nothing is sent, and nothing ever unwraps it (restoring the
     fault drops the connection, whose byte stream is lost)."""
 
@@ -485,7 +496,7 @@ class _Swallow(asyncio.BufferedProtocol):
         self.conn.connection_lost(exc)
 
 
-class OutputFaults(_Wrapper):
+class OutputFaults(FaultTransport):
     """Output of a connection on a portal with ``delay`` or ``digest`` faults. Each ``writelines`` is one
     PDU as ``frame_pdu`` lays it out (header, header digest, data, pad, data digest): digests are
     corrupted as the faults say, and delayed PDUs leave in order. Once released (no such fault left),

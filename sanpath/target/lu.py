@@ -370,6 +370,7 @@ class LogicalUnit:
         product: str = PRODUCT,
         revision: str = "0001",
         port_groups: Callable[[], Sequence[PortGroupInfo]] = _default_port_groups,
+        alua_state: Callable[[int], int] | None = None,
         read_only: bool = False,
         thin: bool = True,
         write_cache: bool = True,
@@ -386,6 +387,7 @@ class LogicalUnit:
         self.serial = serial
         self.vendor, self.product, self.revision = vendor, product, revision
         self.port_groups = port_groups
+        self.alua_state = alua_state  # tpg_id -> the ALUA state through that group, when cheaper than port_groups
         self.read_only = read_only
         self.thin = thin
         self.write_cache = write_cache
@@ -473,6 +475,8 @@ class LogicalUnit:
 
     # --- dispatch ------------------------------------------------------------------------------
     def _alua_state(self, nexus: Nexus) -> int:
+        if self.alua_state is not None:
+            return self.alua_state(nexus.tpg_id)
         for group in self.port_groups():
             if group.tpg_id == nexus.tpg_id:
                 return group.alua_state

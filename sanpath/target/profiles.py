@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..blockdev import BlockDevice
@@ -97,7 +96,7 @@ class _LunState:
 class Array:
     """The controllers, target ports and shared logical units of one configured target."""
 
-    def __init__(self, spec: TargetSpec, wrap: Callable[[int, BlockDevice], BlockDevice] | None = None) -> None:
+    def __init__(self, spec: TargetSpec) -> None:
         from .backstore import FileBackstore, MemoryBackstore
 
         self.spec = spec
@@ -112,8 +111,6 @@ class Array:
                 backstore = MemoryBackstore(lun.size or 0, block_size=lun.block_size)
             else:
                 backstore = FileBackstore(lun.path, size=lun.size, block_size=lun.block_size)
-            if wrap is not None:
-                backstore = wrap(lun.id, backstore)
             self.state[lun.id] = _LunState(spec.owner if self.controllers else "")
             self.luns[lun.id] = self._make_lu(lun, backstore)
         self.targets = self._layout()
@@ -134,6 +131,7 @@ class Array:
         # No POWER ON unit attention for each new session: initiators that do not retry on UNIT
         # ATTENTION would fail their first command. Fault injection can turn it on.
         return LogicalUnit(backstore, naa=lun_naa(serial), serial=serial, port_groups=lambda: self.port_groups(lun.id),
+                           alua_state=lambda tpg_id: self.alua_state_through(lun.id, tpg_id),
                            read_only=lun.read_only, luns=lambda: sorted(self.luns), ua_on_new_nexus=False,
                            implicit_transition_time=min(255, round(self.spec.transition_time + 0.49)),
                            profile=profile, vendor=vendor, product=product)
@@ -208,6 +206,12 @@ class Array:
         if self.profile == "alua" and self.spec.non_owner_state == "non-optimized":
             return AluaState.ACTIVE_NON_OPTIMIZED
         return AluaState.STANDBY
+
+    def alua_state_through(self, lun: int, tpg_id: int) -> int:
+        """The ALUA state of LU ``lun`` through target port group ``tpg_id``: what ``port_groups`` says of
+        that group, without building the list (it is asked once per command)."""
+        ctl = self._by_tpg.get(tpg_id)
+        return AluaState.ACTIVE_OPTIMIZED if ctl is None else self.alua_state(lun, ctl)
 
     def port_groups(self, lun: int) -> list[PortGroupInfo]:
         """What RTPG reports for LU ``lun`` (SPC-4 6.37)."""

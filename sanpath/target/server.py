@@ -23,7 +23,7 @@ from ..iscsi import text as T
 from ..iscsi.constants import RESERVED_TAG, RejectReason
 from ..iscsi.framing import DigestError, OversizedDataSegment, PduReader, frame_pdu
 from .config import ServerSpec
-from .faults import Counters, FaultInjector, FaultyBackstore
+from .faults import Counters, FaultInjector, FaultTransport
 from .login import LoginFailed, TargetLogin
 from .model import TPG, Target
 from .profiles import Array
@@ -40,7 +40,7 @@ class TargetServer:
     def __init__(self, spec: ServerSpec) -> None:
         self.spec = spec
         self.faults = FaultInjector(self)
-        self.arrays = [Array(t, lambda lun, store: FaultyBackstore(store, lun, self.faults)) for t in spec.targets]
+        self.arrays = [Array(t) for t in spec.targets]
         self.targets: dict[str, Target] = {}
         for array in self.arrays:
             for target in array.targets:
@@ -253,6 +253,8 @@ class TargetConnection(asyncio.BufferedProtocol):
         self.local = portal
         self.counters = Counters()
         self.portal_counters = Counters()
+        self._out: list[list[bytes | memoryview]] = []  # PDUs to send (see write)
+        self._receiving = False  # inside buffer_updated: what is written leaves when it returns
         # each received frame goes here; the fault layer points it elsewhere while it counts commands
         self.deliver: Callable[[bytes, bytes], None] = self.frame
 
@@ -308,6 +310,7 @@ class TargetConnection(asyncio.BufferedProtocol):
         self.counters.bytes_in += nbytes
         self.portal_counters.bytes_in += nbytes
         self.reader.buffer_updated(nbytes)
+        self._receiving = True
         try:
             while self.transport is not None and not self.transport.is_closing():
                 frame = self.reader.next_frame()
@@ -333,6 +336,10 @@ class TargetConnection(asyncio.BufferedProtocol):
             # A bug of ours must cost one connection, never the server.
             log.exception("%s: internal error; dropping the connection", self.peer)
             self.abort()
+        finally:
+            self._receiving = False
+            if self._out:  # the responses of the commands these bytes carried, in one send
+                self._flush()
 
     def eof_received(self) -> bool:
         return False
@@ -435,20 +442,36 @@ class TargetConnection(asyncio.BufferedProtocol):
     # --- output --------------------------------------------------------------------------------
 
     def write(self, pdu: P.Pdu) -> None:
+        # Hot path: PDUs written while received bytes are handled (the responses of commands that ran at
+        # once) or within one loop turn leave in one writelines, one send system call for all of them.
         if self.transport is None or self.transport.is_closing():
             return
         frames = frame_pdu(pdu, header_digest=self.header_digest, data_digest=self.data_digest)
-        n = sum(len(f) for f in frames)
+        n = sum(map(len, frames))
         self.counters.bytes_out += n
         self.portal_counters.bytes_out += n
-        if (isinstance(pdu, P.ScsiResponse) and pdu.status) or (isinstance(pdu, P.DataIn) and pdu.has_status
-                                                                 and pdu.status):
+        kind = type(pdu)
+        if (kind is P.ScsiResponse or (kind is P.DataIn and pdu.has_status)) and pdu.status:  # type: ignore[attr-defined]
             self.counters.errors += 1
             self.portal_counters.errors += 1
-        self.transport.writelines(frames)
+        if not self._out and not self._receiving:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(frames)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        transport = self.transport
+        if not out or transport is None or transport.is_closing():
+            return
+        if isinstance(transport, FaultTransport):  # faults act on one PDU at a time
+            for frames in out:
+                transport.writelines(frames)
+        else:
+            transport.writelines([piece for frames in out for piece in frames])
 
     def close(self) -> None:
         if self.transport is not None:
+            self._flush()
             self.transport.close()
 
     def abort(self) -> None:

@@ -333,10 +333,13 @@ async def test_abort_task_of_a_command_not_yet_received_counts_its_cmdsn(target:
     x = s.cmdsn
     await s.send(P.ScsiCommand(itt=60, cmdsn=x + 1, expstatsn=s.expstatsn, cdb=TUR.ljust(16, b"\0")))
     s.cmdsn = x + 2
-    resp = await tmf(s, TaskFunction.ABORT_TASK, rtt=0x5555, refcmdsn=x)
-    assert resp.response == TaskResponse.COMPLETE
-    answer = await s.recv()
-    assert isinstance(answer, P.ScsiResponse) and answer.itt == 60 and answer.status == GOOD
+    await s.send(P.TaskMgmtRequest(immediate=True, function=TaskFunction.ABORT_TASK, itt=61, rtt=0x5555,
+                                   cmdsn=s.cmdsn, expstatsn=s.expstatsn, refcmdsn=x))
+    # two answers, in either order (RFC 7143 does not order the responses of different tasks)
+    got = {pdu.itt: pdu for pdu in (await s.recv(), await s.recv())}  # type: ignore[attr-defined]
+    resp, answer = got[61], got[60]
+    assert isinstance(resp, P.TaskMgmtResponse) and resp.response == TaskResponse.COMPLETE
+    assert isinstance(answer, P.ScsiResponse) and answer.status == GOOD
 
 
 async def test_abort_task_of_a_command_waiting_behind_a_gap(target: TargetServer) -> None:
