@@ -11,7 +11,6 @@ Data-In payload, straight in the caller's buffer. Commands issued while the rece
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 from collections.abc import Callable
@@ -27,7 +26,6 @@ from ..iscsi.framing import PduReader, frame_pdu
 log = logging.getLogger(__name__)
 
 _RX = 1 << 20  # receive buffer: big enough for many PDUs per recv
-_LOWAT_MIN = 32768  # the rest of a payload from this size on is waited for whole (see buffer_updated)
 
 
 class PduSink(Protocol):
@@ -59,8 +57,6 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self._flush_pending = False
         self._receiving = False  # inside buffer_updated
         self.writing_paused = False
-        self._sock: socket.socket | None = None
-        self._lowat = 1  # the socket's SO_RCVLOWAT
 
     # --- transport ---------------------------------------------------------------------------
 
@@ -72,7 +68,6 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             # room for a full queue of large reads in flight (32 x 128 KiB) without window stalls
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-            self._sock = sock
         self.last_rx = self.loop.time()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -162,15 +157,6 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             self._receiving = False
             if self._flush_pending:
                 self._flush()
-        # Fewer wakeups per I/O: while the rest of a large Data-In payload is received in place, the
-        # socket wakes us only once all of it is there (SO_RCVLOWAT), not for each piece TCP delivers.
-        # (Under BBR on loopback a 128 KiB read took 2.1 receive passes without this.)
-        remaining = reader.in_place_remaining
-        lowat = remaining if remaining >= _LOWAT_MIN else 1
-        if lowat != self._lowat and self._sock is not None and self.transport is not None:
-            self._lowat = lowat
-            with contextlib.suppress(OSError):  # closing under us: nothing more to receive anyway
-                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
 
 
 async def open_connection(sink_factory: Callable[[], PduSink], host: str, port: int, *,

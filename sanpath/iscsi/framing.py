@@ -124,11 +124,6 @@ class PduReader:
         """Whether the next bytes go straight into a placed payload's destination."""
         return self._direct is not None
 
-    @property
-    def in_place_remaining(self) -> int:
-        """Bytes of a placed payload still to be received in place (0 when none is)."""
-        return len(self._direct) if self._direct is not None else 0
-
     # --- taking frames out -----------------------------------------------------------------------
 
     def next_frame(self) -> Frame | None:

@@ -31,6 +31,8 @@ from .session import SessionClosed, TargetSession
 
 log = logging.getLogger(__name__)
 
+_BATCH_PDUS = 16  # PDUs sent together at most (see TargetConnection.write)
+_BATCH_BYTES = 256 << 10  # nor more bytes than this: a large read's Data-In leaves as it is made
 LOGIN_TIMEOUT = 15.0  # seconds a connection may take to finish login (open-iscsi's default login_timeout)
 
 
@@ -254,6 +256,7 @@ class TargetConnection(asyncio.BufferedProtocol):
         self.counters = Counters()
         self.portal_counters = Counters()
         self._out: list[list[bytes | memoryview]] = []  # PDUs to send (see write)
+        self._out_bytes = 0
         self._receiving = False  # inside buffer_updated: what is written leaves when it returns
         # each received frame goes here; the fault layer points it elsewhere while it counts commands
         self.deliver: Callable[[bytes, bytes], None] = self.frame
@@ -443,7 +446,9 @@ class TargetConnection(asyncio.BufferedProtocol):
 
     def write(self, pdu: P.Pdu) -> None:
         # Hot path: PDUs written while received bytes are handled (the responses of commands that ran at
-        # once) or within one loop turn leave in one writelines, one send system call for all of them.
+        # once) or within one loop turn leave together, in one writelines: one send system call for a
+        # few of them. Not for all: a burst's first responses leave while the rest are being made, so the
+        # initiator works on them meanwhile instead of both sides taking turns.
         if self.transport is None or self.transport.is_closing():
             return
         frames = frame_pdu(pdu, header_digest=self.header_digest, data_digest=self.data_digest)
@@ -457,9 +462,13 @@ class TargetConnection(asyncio.BufferedProtocol):
         if not self._out and not self._receiving:
             asyncio.get_running_loop().call_soon(self._flush)
         self._out.append(frames)
+        self._out_bytes += n
+        if self._out_bytes >= _BATCH_BYTES or len(self._out) >= _BATCH_PDUS:
+            self._flush()
 
     def _flush(self) -> None:
         out, self._out = self._out, []
+        self._out_bytes = 0
         transport = self.transport
         if not out or transport is None or transport.is_closing():
             return
