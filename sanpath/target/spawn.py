@@ -52,7 +52,7 @@ def serve_target(*args: str, timeout: float = 20.0, prefix: Sequence[str] = ()) 
     try:
         control = ""
         deadline = time.monotonic() + timeout
-        for line in _lines(proc.stdout.fileno(), deadline):
+        for line in lines_until(proc.stdout.fileno(), deadline):
             if c := _CONTROL.match(line):
                 control = c.group(1)
             if m := _READY.match(line):
@@ -86,7 +86,7 @@ def terminate(proc: subprocess.Popen[Any], *, grace: float) -> None:
             proc.wait()
 
 
-def _lines(fd: int, deadline: float) -> Iterator[str]:
+def lines_until(fd: int, deadline: float) -> Iterator[str]:
     """Lines from ``fd`` until end of file or ``deadline``; never blocks past the deadline."""
     pending = b""
     while (left := deadline - time.monotonic()) > 0:

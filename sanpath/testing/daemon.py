@@ -23,7 +23,7 @@ import httpx
 
 from .. import control
 from ..errors import SanpathError
-from ..target.spawn import _lines, terminate
+from ..target.spawn import lines_until, terminate
 
 _READY = re.compile(r"^sanpath host serve ready: host (\S+) \((\S+)\) iqn (\S+) api unix:(\S+)(?:.* console (\S+))?")
 
@@ -108,7 +108,7 @@ def start_daemon(*args: str, state_dir: str, run_dir: str, prefix: Sequence[str]
     assert proc.stdout is not None
     try:
         line = ""
-        for line in _lines(proc.stdout.fileno(), time.monotonic() + timeout):
+        for line in lines_until(proc.stdout.fileno(), time.monotonic() + timeout):
             if m := _READY.match(line):
                 d = Daemon(proc, m.group(1), m.group(2), m.group(3), m.group(4), state_dir, run_dir, log_path,
                            m.group(5) or "")
