@@ -286,7 +286,7 @@ class TargetCore:
             self.budget_waiters.remove(task)
             task.waiting_budget = False
 
-    def complete(self, task: Task, status: int, *, sense: bytes = b"", data: bytes | memoryview = b"",
+    def complete(self, task: Task, status: int, *, sense: bytes = b"", data: bytes | bytearray | memoryview = b"",
                  data_out_length: int = 0) -> None:
         """The command ended with ``status``: Data-In (status collapsed into the last one when GOOD,
         §11.7.4) and/or a SCSI Response with the residual (§11.4.5)."""

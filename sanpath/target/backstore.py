@@ -284,6 +284,7 @@ def _load_fallocate() -> Any:
 
 
 _fallocate = _load_fallocate()
+_NOWAIT = getattr(os, "RWF_NOWAIT", 0)  # preadv2 flag (Linux 4.14): fail with EAGAIN instead of waiting for I/O
 
 
 class FileBackstore:
@@ -382,10 +383,24 @@ class FileBackstore:
             view = view[n:]
             offset += n
 
-    async def read(self, offset: int, length: int) -> bytes:
+    def _pread_cached(self, offset: int, length: int) -> bytearray | None:
+        """The bytes if all of them are in the page cache now, else None (preadv2 RWF_NOWAIT: the read
+        never waits for the disk)."""
+        buf = bytearray(length)
+        try:
+            n = os.preadv(self._fd, [buf], offset, _NOWAIT)
+        except BlockingIOError:
+            return None
+        return buf if n == length else None
+
+    async def read(self, offset: int, length: int) -> bytes | bytearray:
         _check_range(self, offset, length)
         if length <= self._inline_max:
-            return self._pread(offset, length)
+            # Inline only what the page cache holds: a read that would wait for the disk (a cold file,
+            # or pages the kernel reclaimed) goes to a thread, and the other sessions go on meanwhile.
+            data = self._pread_cached(offset, length) if _NOWAIT else self._pread(offset, length)
+            if data is not None:
+                return data
         return await asyncio.to_thread(self._pread, offset, length)
 
     async def write(self, offset: int, data: bytes | memoryview, *, fua: bool = False) -> None:

@@ -51,7 +51,7 @@ class ScsiResult:
     """The outcome of one SCSI command as the iSCSI layer needs it."""
 
     status: int  # SAM status byte
-    data: bytes | memoryview = b""  # Data-In, full length before truncation to the iSCSI EDTL
+    data: bytes | bytearray | memoryview = b""  # Data-In, full length before truncation to the iSCSI EDTL
     sense: bytes = b""  # fixed-format sense data when status is CHECK CONDITION
     data_out_length: int = 0  # bytes of Data-Out the CDB called for
 

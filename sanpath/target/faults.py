@@ -376,7 +376,7 @@ class FaultyBackstore:
         if self.faults.medium and self.faults.fails_medium(self.lun):
             raise OSError(errno.EIO, f"injected medium error on {what} (LUN {self.lun})")
 
-    async def read(self, offset: int, length: int) -> bytes:
+    async def read(self, offset: int, length: int) -> bytes | bytearray:
         self._check("read")
         return await self.inner.read(offset, length)
 

@@ -119,7 +119,7 @@ def _check_writable(lu: LogicalUnit) -> None:
         raise write_protected()
 
 
-def _first_difference(a: bytes | memoryview, b: bytes | memoryview) -> int:
+def _first_difference(a: bytes | bytearray | memoryview, b: bytes | bytearray | memoryview) -> int:
     """Offset of the first differing byte of two equal-length buffers, or -1."""
     if a == b:
         return -1

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,23 @@ async def test_file_read_only(tmp_path: Path) -> None:
             await dev.write(0, bytes(512))
     finally:
         dev.close()
+
+
+async def test_file_reads_inline_only_what_the_page_cache_holds(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "lun"
+    data = os.urandom(1 << 20)
+    path.write_bytes(data)
+    store = FileBackstore(path)
+    threads: list[object] = []
+    real_to_thread = asyncio.to_thread
+
+    async def counting_to_thread(fn: Callable[..., object], *args: object) -> object:
+        threads.append(fn)
+        return await real_to_thread(fn, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", counting_to_thread)
+    assert await store.read(4096, 8192) == data[4096:12288] and threads == []  # cached: inline
+    monkeypatch.setattr(store, "_pread_cached", lambda offset, length: None)  # as if the pages were reclaimed
+    assert await store.read(65536, 4096) == data[65536:69632] and len(threads) == 1  # waited for in a thread
+    store.close()
