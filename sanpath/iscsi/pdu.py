@@ -154,7 +154,7 @@ class ScsiCommand(Pdu):
     def decode(cls, h: Data, data: Data) -> ScsiCommand:
         b0, b1, _, lun, itt, edtl, cmdsn, expstatsn, cdb = cls._S.unpack_from(h)
         bidi = None
-        for ahs_type, value in iter_ahs(memoryview(h)[BHS_LENGTH:]):
+        for ahs_type, value in (iter_ahs(memoryview(h)[BHS_LENGTH:]) if len(h) > BHS_LENGTH else ()):
             if ahs_type == AhsType.EXTENDED_CDB:
                 cdb += bytes(value[1:])  # first byte of the AHS-specific field is reserved
             elif ahs_type == AhsType.BIDI_READ_LENGTH:

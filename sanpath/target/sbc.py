@@ -108,9 +108,12 @@ def _check_transfer(lu: LogicalUnit, n: int, length_byte: int) -> None:
         raise invalid_field(length_byte)
 
 
+_SIX_BYTE = frozenset({int(Opcode.READ_6), int(Opcode.WRITE_6)})  # no protect field
+
+
 def _check_protect(cmd: Command) -> None:
     """RDPROTECT/WRPROTECT/VRPROTECT must be zero: sanpath has no protection information."""
-    if cmd.cdb[0] not in (Opcode.READ_6, Opcode.WRITE_6) and cmd.cdb[1] & 0xE0:
+    if cmd.cdb[1] & 0xE0 and cmd.cdb[0] not in _SIX_BYTE:
         raise invalid_field(1, 7)
 
 
