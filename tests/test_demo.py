@@ -12,7 +12,7 @@ import time
 
 import httpx
 
-from sanpath.target.spawn import _lines
+from sanpath.target.spawn import lines_until
 
 STEPS = ("1. Multipathing is changed in maintenance mode only", "2. Discover IQNs", "3. Discover LUNs",
          "4. Create the SR", "5. Verified random I/O", "6. Black-hole portal", "7. Restore portal")
@@ -39,7 +39,7 @@ def test_demo_serve_keeps_the_console_up_until_interrupted() -> None:
     assert proc.stdout is not None
     try:
         url = ""
-        for line in _lines(proc.stdout.fileno(), deadline=time.monotonic() + 120):
+        for line in lines_until(proc.stdout.fileno(), deadline=time.monotonic() + 120):
             if m := re.match(r"serving: the console is (\S+);", line):
                 url = m.group(1)
                 break

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sanpath.target.spawn import _lines, serve_target
+from sanpath.target.spawn import lines_until, serve_target
 from sanpath.testing.rawinit import login
 
 
@@ -95,7 +95,7 @@ def test_waiting_for_the_ready_line_is_bounded() -> None:
     """A child that prints nothing must not block the caller past the deadline."""
     read, write = os.pipe()
     try:
-        assert list(_lines(read, time.monotonic() + 0.2)) == []
+        assert list(lines_until(read, time.monotonic() + 0.2)) == []
     finally:
         os.close(read)
         os.close(write)
