@@ -315,8 +315,8 @@ class InitiatorCore:
                                       "(RFC 7143 11.1)")
 
     def _wrong_kind(self, pdu: P.Pdu, itt: int, entry: ScsiTask | Request) -> RemoteProtocolError:
-        waits = ("a SCSI command's Data-In, R2T or SCSI Response" if type(entry) is ScsiTask
-                 else f"a {entry.expects.__name__}")  # type: ignore[union-attr]
+        waits = (f"a {entry.expects.__name__}" if isinstance(entry, Request)
+                 else "a SCSI command's Data-In, R2T or SCSI Response")
         return RemoteProtocolError(f"{type(pdu).__name__} for ITT 0x{itt:08x}, which awaits {waits} "
                                    "(full feature phase, RFC 7143 11)")
 

@@ -456,8 +456,11 @@ class TargetConnection(asyncio.BufferedProtocol):
         n = sum(map(len, frames))
         self.counters.bytes_out += n
         self.portal_counters.bytes_out += n
-        kind = type(pdu)
-        if (kind is P.ScsiResponse or (kind is P.DataIn and pdu.has_status)) and pdu.status:  # type: ignore[attr-defined]
+        if type(pdu) is P.DataIn:
+            failed = pdu.has_status and pdu.status
+        else:
+            failed = isinstance(pdu, P.ScsiResponse) and pdu.status
+        if failed:
             self.counters.errors += 1
             self.portal_counters.errors += 1
         if not self._out and not self._receiving:

@@ -9,11 +9,16 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import pytest
+
 from sanpath.errors import ScsiCommandError
 from sanpath.initiator.device import ScsiDevice
 from sanpath.initiator.session import CommandResult, Session, SessionConfig
 from sanpath.multipath.path import Path, PathSpec
 from sanpath.multipath.states import PathState
+from sanpath.scsi.constants import AluaState
+from sanpath.target.common import PortGroupInfo
+from sanpath.target.lu import LogicalUnit
 from sanpath.target.server import TargetServer
 from sanpath.testing.inproc import TEST_IQN
 
@@ -101,3 +106,11 @@ class StubProbe:
 
 def stub_path(session: StubSession, *, block_length: int | None = None) -> StubProbe:
     return StubProbe(session, block_length=block_length)
+
+
+def fake_alua(monkeypatch: pytest.MonkeyPatch, lu: LogicalUnit, groups: list[PortGroupInfo]) -> None:
+    """Make the LU report ``groups`` as its array's ALUA state, in both of its views of it: the RTPG list
+    (``port_groups``) and the per-command gate (``alua_state``, one group's state)."""
+    by_tpg = {g.tpg_id: g.alua_state for g in groups}
+    monkeypatch.setattr(lu, "port_groups", lambda: groups)
+    monkeypatch.setattr(lu, "alua_state", lambda tpg_id: by_tpg.get(tpg_id, AluaState.ACTIVE_OPTIMIZED))

@@ -14,7 +14,7 @@ from sanpath.scsi.constants import AluaState
 from sanpath.target.common import PortGroupInfo
 from sanpath.testing.inproc import TEST_IQN, running_target
 
-from .plugin_helpers import StubSession, live_path, stub_path
+from .plugin_helpers import StubSession, fake_alua, live_path, stub_path
 
 
 class DeadStore:
@@ -50,7 +50,7 @@ async def test_standby_is_ghost(monkeypatch: pytest.MonkeyPatch) -> None:
     async with running_target() as server, live_path(server) as path:
         lu = server.targets[TEST_IQN].luns[0]
         tpg = server.targets[TEST_IQN].tpgs[0].tpg_id
-        monkeypatch.setattr(lu, "port_groups", lambda: [PortGroupInfo(tpg, AluaState.STANDBY, (1,))])
+        fake_alua(monkeypatch, lu, [PortGroupInfo(tpg, AluaState.STANDBY, (1,))])
         result, reason = await ReadSector0Checker().check(path, 5.0)
     assert (result, reason) == (CheckResult.GHOST, "READ (10) of LBA 0: ALUA standby")
 

@@ -14,7 +14,7 @@ from sanpath.scsi.sense import build_fixed_sense
 from sanpath.target.common import PortGroupInfo
 from sanpath.testing.inproc import TEST_IQN, running_target
 
-from .plugin_helpers import StubSession, bare_paths, live_path, stub_path
+from .plugin_helpers import StubSession, bare_paths, fake_alua, live_path, stub_path
 
 CHECK_CONDITION = 0x02
 
@@ -50,7 +50,7 @@ async def test_alua_not_accessible_is_ghost(state: AluaState, monkeypatch: pytes
     async with running_target() as server, live_path(server) as path:
         lu = server.targets[TEST_IQN].luns[0]
         tpg = server.targets[TEST_IQN].tpgs[0].tpg_id
-        monkeypatch.setattr(lu, "port_groups", lambda: [PortGroupInfo(tpg, state, (1,))])
+        fake_alua(monkeypatch, lu, [PortGroupInfo(tpg, state, (1,))])
         result, reason = await TurChecker().check(path, 5.0)
     assert result == CheckResult.GHOST
     assert "ALUA" in reason

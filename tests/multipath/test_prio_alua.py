@@ -14,7 +14,7 @@ from sanpath.target.common import PortGroupInfo
 from sanpath.target.config import quick_config
 from sanpath.testing.inproc import TEST_IQN, running_target
 
-from .plugin_helpers import StubSession, bare_paths, live_path, stub_path
+from .plugin_helpers import StubSession, bare_paths, fake_alua, live_path, stub_path
 
 A, B = "127.0.0.1", "127.0.0.2"
 
@@ -43,7 +43,7 @@ async def test_values_per_state(state: AluaState, preferred: bool, expected: int
         tpg = {tpg.network_portals[0].ip_address: tpg.tpg_id for tpg in target.tpgs}
         groups = [PortGroupInfo(tpg[A], state, (1,), preferred),
                   PortGroupInfo(tpg[B], AluaState.ACTIVE_OPTIMIZED, (2,))]
-        monkeypatch.setattr(lu, "port_groups", lambda: groups)
+        fake_alua(monkeypatch, lu, groups)
         index = next(i for i, (h, _) in enumerate(server.portals) if h == A)
         async with live_path(server, index) as path:
             assert await AluaPrioritizer().priority(path, 5.0) == expected
