@@ -153,6 +153,7 @@ class PduReader:
         dd = DIGEST_LENGTH if (self.data_digest and data_len) else 0
         total = hlen + hd + padded + dd
         d0 = s + hlen + hd
+        header: bytes | None = None
         if data_len and self.place is not None and (avail >= total or data_len >= self.DIRECT_MIN):
             header = bytes(buf[s : s + hlen])
             dest = self.place(header, data_len)
@@ -170,22 +171,27 @@ class PduReader:
                 if avail < total:
                     return None
                 dest[:] = view[d0 : d0 + data_len]
-                if dd and buf[d0 + padded : d0 + padded + dd] != digest_bytes(view[d0 : d0 + padded]):
-                    self._consume(total)
-                    raise DigestError("data digest mismatch (RFC 7143 11.2.3)", header, data_digest=True)
+                if dd:
+                    self._check_data_digest(header, d0, padded, total)
                 self._consume(total)
                 return Frame(header, b"", True)
         if avail < total:
             return None
-        header = bytes(buf[s : s + hlen])
+        if header is None:  # not already taken for the placement hook
+            header = bytes(buf[s : s + hlen])
         data = bytes(buf[d0 : d0 + data_len])
         if dd:
-            expect = digest_bytes(view[d0 : d0 + padded])
-            if buf[d0 + padded : d0 + padded + dd] != expect:
-                self._consume(total)
-                raise DigestError("data digest mismatch (RFC 7143 11.2.3)", header, data_digest=True)
+            self._check_data_digest(header, d0, padded, total)
         self._consume(total)
         return Frame(header, data)
+
+    def _check_data_digest(self, header: bytes, d0: int, padded: int, total: int) -> None:
+        """The data digest after the padded segment at ``d0``; on a mismatch the PDU (``total`` bytes from
+        the start) is consumed, so that the stream stays in step, and ``DigestError`` raised."""
+        end = d0 + padded
+        if self._buf[end : end + DIGEST_LENGTH] != digest_bytes(self._view[d0:end]):
+            self._consume(total)
+            raise DigestError("data digest mismatch (RFC 7143 11.2.3)", header, data_digest=True)
 
     def _finish_placed(self) -> Frame | None:
         """The PDU whose payload went straight into place, once that and its trailer have arrived."""
