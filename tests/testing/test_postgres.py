@@ -25,7 +25,11 @@ def _socket_inodes(pids: list[int]) -> set[int]:
     inodes = set()
     for pid in pids:
         fd_dir = f"/proc/{pid}/fd"
-        for fd in os.listdir(fd_dir):
+        try:
+            fds = os.listdir(fd_dir)
+        except FileNotFoundError:
+            continue  # the process ended meanwhile (a backend): it holds no socket any more
+        for fd in fds:
             try:
                 target = os.readlink(os.path.join(fd_dir, fd))
             except OSError:
