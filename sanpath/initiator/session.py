@@ -91,6 +91,7 @@ class SessionConfig:
     max_burst_length: int = 16776192
     first_burst_length: int = 262144
     login_timeout: float = 15.0
+    connect_timeout: float | None = None  # the TCP connection alone (None: login_timeout)
     nop_interval: float = 5.0  # open-iscsi's defaults: a NOP-Out every 5 s, 5 s to answer
     nop_timeout: float = 5.0
     command_timeout: float = 30.0
@@ -144,7 +145,8 @@ class Session(InitiatorCore):
         self._loop = loop = asyncio.get_running_loop()
         deadline = loop.time() + cfg.login_timeout
         try:
-            conn = await open_connection(lambda: self, host, port, source=cfg.source, timeout=cfg.login_timeout)
+            conn = await open_connection(lambda: self, host, port, source=cfg.source,
+                                         timeout=cfg.connect_timeout or cfg.login_timeout)
         except (OSError, TimeoutError) as e:
             raise ConnectionLost(f"cannot connect: {e or 'timed out'}", portal=self.portal,
                                  cause="connect failed") from None

@@ -72,7 +72,7 @@ from .path import Path, PathEvent
 from .policy import Policy
 from .selectors import SELECTORS, Selector
 from .sense import GHOST_SENSE, TRANSITIONING, sense_triple
-from .states import PathEventKind, PathState, back_in_service
+from .states import CORRELATED_WINDOW, PathEventKind, PathState, back_in_service
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,7 @@ class MultipathDevice:
         self._mutating_inflight = 0
         self._mutating_idle = asyncio.Event()
         self._mutating_idle.set()
+        self._last_resort: set[Path] = set()  # the marginal paths carrying I/O now
         self.max_paths = len(self.paths)
         self.stats_ios = 0
         self.stats_errors = 0
@@ -192,19 +193,27 @@ class MultipathDevice:
         self.choose_group(initial=self.active_group is None)
 
     def choose_group(self, *, initial: bool = False) -> None:
-        """The group I/O goes to: the best usable one, unless failback says to stay."""
-        best = next((g for g in self.groups if g.usable), None)
-        current = next((g for g in self.groups if self.active_group is not None
+        """The group I/O goes to: the best usable one, unless failback says to stay; the marginal paths'
+        group only when no other group has a usable path (``states``, "Flapping")."""
+        regular = [g for g in self.groups if not g.last_resort]
+        best = next((g for g in regular if g.usable), None)
+        current = next((g for g in regular if self.active_group is not None
                         and set(g.paths) == set(self.active_group.paths)), None)
         staying = current is not None and current.usable and not initial and best is not current
         if staying and (self.policy.failback_delay is None or not self._failback_due(best)):
             best = current
-        if best is not self.active_group:
-            self.active_group = best
+        if best is None:
+            best = next((g for g in self.groups if g.last_resort and g.usable), None)
+        self.active_group = best
+        last_resort = set(best.usable) if best is not None and best.last_resort else set()
+        for p in last_resort - self._last_resort:
+            self._event(PathEvent.now(p, PathEventKind.LAST_RESORT,
+                                      "marginal, but carries I/O: no other path can serve"))
+        self._last_resort = last_resort
         for g in self.groups:
-            chosen = g is self.active_group
+            chosen = g is best
             for p in g.usable:
-                if p.state != (PathState.ACTIVE if chosen else PathState.READY):
+                if p.state.usable and p.state != (PathState.ACTIVE if chosen else PathState.READY):
                     p.apply(PathEventKind.GROUP_ACTIVE if chosen else PathEventKind.GROUP_STANDBY)
 
     def _failback_due(self, group: PathGroup | None) -> bool:
@@ -217,22 +226,58 @@ class MultipathDevice:
     def fail_path(self, path: Path, reason: str) -> None:
         if path.state == PathState.FAULTY:
             return
+        was_marginal = path.state == PathState.MARGINAL
         path.errors += 1
         path.apply(PathEventKind.FAILED, reason)
-        self.choose_group()
+        self._forgive_correlated(path)
+        if was_marginal:
+            self.regroup()  # it leaves the last-resort group
+        else:
+            self.choose_group()
+
+    def _forgive_correlated(self, last: Path) -> None:
+        """Every path has failed, all within ``CORRELATED_WINDOW``: one array- or fabric-wide event, so
+        none of these failures counts towards flapping (``states``, "Flapping", rule 2)."""
+        if any(p.state.alive for p in self.paths):
+            return
+        times = [p.last_failure for p in self.paths]
+        if len(times) < 2 or None in times:
+            return
+        spread = max(t for t in times if t is not None) - min(t for t in times if t is not None)
+        if spread > CORRELATED_WINDOW:
+            return
+        for p in self.paths:
+            p.forgive_last_failure()
+        self._event(PathEvent.now(last, PathEventKind.CORRELATED,
+                                  f"all {len(self.paths)} paths failed within {spread:.1f} s: an array- or "
+                                  "fabric-wide event, not counted towards any path's flapping"))
+
+    def hold_marginal(self, path: Path, reason: str) -> None:
+        """The path is back but flapping: it moves to the last-resort group."""
+        path.apply(PathEventKind.MARGINAL, reason)
+        self.regroup()
 
     def reinstate_path(self, path: Path, reason: str = "checker up") -> None:
-        """A down or ghost path is usable again (it joins as ready; ``choose_group`` may make it active)."""
+        """A down, marginal or ghost path is usable again (it joins as ready; ``choose_group`` may make it
+        active)."""
+        was_marginal, was_usable = path.state == PathState.MARGINAL, path.state.usable
+        if not was_usable:  # e.g. a ghost the checker found usable while its handler ran
+            path.apply(back_in_service(path.state), reason)
+        if was_marginal:  # back in its own group
+            self.groups = group_paths(self.paths, self.policy.path_grouping_policy)
         # followover (multipath-tools): fail back only when the first path of a group that had none
         # comes back, so that a failover another host asked for is not undone by a path that merely
         # recovered inside an already working group.
         group = next((g for g in self.groups if path in g.paths), None)
-        first_back = group is not None and not group.usable
-        if not path.state.usable:  # e.g. a ghost the checker found usable while its handler ran
-            path.apply(back_in_service(path.state), reason)
+        first_back = group is not None and not was_usable and group.usable == [path]
         self.choose_group(initial=self.policy.failback == "followover" and first_back)
         if self._unfenced and not self._fence_running():
             self._start_fence()
+
+    @property
+    def last_resort(self) -> frozenset[Path]:
+        """The marginal paths carrying I/O now, because no other path can."""
+        return frozenset(self._last_resort)
 
     @property
     def active_paths(self) -> int:
@@ -392,7 +437,7 @@ class MultipathDevice:
         while self._unfenced:
             await self._mutating_idle.wait()
             dead = self._unfenced[0]
-            live = [p for p in self.paths if p.state.up and p.session is not None and p.session.logged_in]
+            live = [p for p in self.paths if p.state.alive and p.session is not None and p.session.logged_in]
             if not live:
                 self._path_changed.clear()
                 await self._path_changed.wait()  # nothing to fence through: wait for a path to return
@@ -412,7 +457,7 @@ class MultipathDevice:
     async def _fence_by_reinstatement(self, dead: Path, live: list[Path]) -> bool:
         if dead.session is None:
             return False
-        if dead.session.logged_in and dead.state.up:
+        if dead.session.logged_in and dead.state.alive:
             return True  # the path itself came back: its re-login reinstated its old session
         for p in live:
             if p.spec.iqn != dead.spec.iqn or p.session is None:

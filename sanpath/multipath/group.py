@@ -1,6 +1,10 @@
 """Path groups and the grouping policies (DM-MP's priority groups): multibus puts every path in one
 group (the seed's active-active round robin), failover makes one group per path, group_by_prio one group
-per priority value. Groups are ordered best first; the device sends I/O to one group at a time."""
+per priority value. Groups are ordered best first; the device sends I/O to one group at a time.
+
+Under every policy, marginal paths are taken out of their groups and put together in one last group,
+the last resort (``states`` module, "Flapping"): it is usable only by what it holds, marginal paths,
+and the device turns to it only when no other group has a usable path."""
 
 from __future__ import annotations
 
@@ -8,12 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .path import Path
-from .states import GroupState
+from .states import GroupState, PathState
 
 
 @dataclass(eq=False)
 class PathGroup:
     paths: list[Path] = field(default_factory=list)
+    last_resort: bool = False  # the group of marginal paths
 
     @property
     def priority(self) -> int:
@@ -22,11 +27,14 @@ class PathGroup:
 
     @property
     def usable(self) -> list[Path]:
+        """The paths that can take I/O when this group has its turn (a marginal path only here)."""
+        if self.last_resort:
+            return [p for p in self.paths if p.state == PathState.MARGINAL or p.state.usable]
         return [p for p in self.paths if p.state.usable]
 
     @property
     def ghosts(self) -> list[Path]:
-        return [p for p in self.paths if p.state.name == "GHOST"]
+        return [p for p in self.paths if p.state == PathState.GHOST]
 
     def state(self, active: bool) -> GroupState:
         if not self.usable:
@@ -35,9 +43,15 @@ class PathGroup:
 
 
 def group_paths(paths: Sequence[Path], policy: str) -> list[PathGroup]:
-    """Arrange paths in groups, best group first (ties keep the given order)."""
+    """Arrange paths in groups, best group first (ties keep the given order), the marginal ones last."""
+    marginal = [p for p in paths if p.state == PathState.MARGINAL]
+    groups = _by_policy([p for p in paths if p.state != PathState.MARGINAL], policy)
+    return [*groups, PathGroup(marginal, last_resort=True)] if marginal else groups
+
+
+def _by_policy(paths: Sequence[Path], policy: str) -> list[PathGroup]:
     if policy == "multibus":
-        groups = [PathGroup(list(paths))]
+        groups = [PathGroup(list(paths))] if paths else []
     elif policy == "failover":
         groups = [PathGroup([p]) for p in paths]
     elif policy == "group_by_prio":

@@ -20,10 +20,15 @@ Why some defaults differ from multipath-tools and open-iscsi:
 - ``no_path_retry`` queue and ``failback`` immediate: the seed's active-active multibus with paths
   that come and go; XenServer's shipped ``failback 10`` / ``no_path_retry 10`` can be set in a file.
 
+- ``relogin_backoff`` 0.25 s: a dead path's portal is tried four times a second for as long as it fails
+  for a passing reason (no connection, target not found: an array restarting), so the path is back within
+  a quarter second of its portal accepting logins. An attempt on a dead portal costs one SYN or a refused
+  connection. Only a refusal that will not pass by itself backs off (``monitor`` module).
+
 Not offered: ``dev_loss_tmo`` and ``fast_io_fail_tmo``. In Linux they govern when the SCSI layer fails
 I/O on, and then deletes, a device whose transport is gone. A sanpath path is an object that stays and
-logs in again with backoff (``relogin_backoff``), so nothing is ever deleted, and its I/O fails over as
-soon as liveness (``nop_timeout``) or the checker declares it dead.
+logs in again (``relogin_backoff``), so nothing is ever deleted, and its I/O fails over as soon as
+liveness (``nop_timeout``), the link's state or the checker declares it dead.
 """
 
 from __future__ import annotations
@@ -210,8 +215,9 @@ KEYS: dict[str, Key] = {k.name: k for k in (
     Key("marginal_window", 60.0, seconds(), show_seconds, "...the window for counting failures..."),
     Key("marginal_hold", 30.0, seconds(allow_minimum=True), show_seconds,
         "...and is held out of service this long after it comes back"),
-    Key("relogin_backoff", 0.5, seconds(), show_seconds,
-        "first wait before logging a failed path in again; doubles up to 8 s"),
+    Key("relogin_backoff", 0.25, seconds(), show_seconds,
+        "wait between attempts to log a dead path in again; doubles (up to 8 s) only after the array "
+        "refused the login for a reason that will not pass by itself (authentication, another LUN)"),
 )}
 
 ALIASES = {"hardware_handler": "handler"}

@@ -1,5 +1,15 @@
-"""The path monitor: every polling interval, check each path, log faulty ones in again with backoff,
-refresh priorities, hold flapping paths out (marginal), and fail back per the policy.
+"""The path monitor: every polling interval, check each path, refresh priorities, hold flapping paths
+back (marginal), and fail back per the policy; and log dead paths in again as soon as their portal takes
+logins.
+
+Re-login runs on its own for each dead path, from the moment its session is lost, not on the checker's
+rounds. It tries again every ``relogin_backoff`` seconds while the portal does not take the login for a
+passing reason (no TCP connection, a login timeout, target not found or unavailable, the LUN not there
+yet: an array restarting), so a path is back within that interval of its portal accepting logins. Only a
+refusal that will not pass by itself (authentication or authorization failure, another LUN behind the
+address) doubles the wait, up to 8 s, so as not to hammer an array that said no. A connection attempt
+gives up after ``RELOGIN_CONNECT_TIMEOUT``: a SYN lost while a cable was out is sent again by the next
+attempt, not by TCP's own retransmission, whose gaps grow to seconds.
 
 Checks run concurrently and each is bounded by a timeout, so one dead path never delays the others or a
 status request (PEERS.md: control commands must never wait on a dead path). A path's session loss is
@@ -16,7 +26,7 @@ import contextlib
 import logging
 import time
 
-from ..errors import IscsiError, SanpathError
+from ..errors import LoginError, SanpathError
 from ..initiator.device import ScsiDevice
 from .checkers import CHECKERS, Checker
 from .device import MultipathDevice
@@ -27,6 +37,22 @@ from .states import CheckResult, PathEventKind, PathState
 
 log = logging.getLogger(__name__)
 
+RELOGIN_CONNECT_TIMEOUT = 1.0
+RELOGIN_MAX_WAIT = 8.0
+_PASSING_LOGIN_STATUS = frozenset({0x0203, 0x0204})  # target not found / removed: an array being set up
+
+
+class WrongLunError(SanpathError):
+    """The address a path logs in to now has another LUN behind it: the path is refused."""
+
+
+def _passing(e: SanpathError) -> bool:
+    """Whether a failed re-login may succeed on the next try without anyone changing anything: not after
+    a login refusal of class 2 (initiator error: authentication, authorization) or a different LUN."""
+    if isinstance(e, LoginError):
+        return e.status in _PASSING_LOGIN_STATUS or e.status >> 8 == 3  # class 3: target error
+    return not isinstance(e, WrongLunError)
+
 
 class PathMonitor:
     def __init__(self, device: MultipathDevice, pool: SessionPool, *, checker: Checker | None = None,
@@ -36,27 +62,40 @@ class PathMonitor:
         self.pool = pool
         self.checker: Checker = checker or CHECKERS.make(policy.path_checker, **policy.values())
         self.prioritizer: Prioritizer = prioritizer or PRIORITIZERS.make(policy.prio, **policy.values())
-        self._relogin_at: dict[Path, float] = {}
-        self._relogin_delay: dict[Path, float] = {}
+        self._relogins: dict[Path, asyncio.Task[None]] = {}
+        self._stopped = False
         self._task: asyncio.Task[None] | None = None
         self._busy: set[Path] = set()
         for path in device.paths:
             self.watch(path)
 
     def watch(self, path: Path) -> None:
-        """Fail the path the moment its session loses its connection."""
+        """Fail the path the moment its session loses its connection, and start logging it in again."""
         session = path.session
         if session is not None:
-            session.lost_listeners.append(lambda cause: self.device.fail_path(path, f"connection lost: {cause}"))
+            session.lost_listeners.append(lambda cause: self._lost(path, f"connection lost: {cause}"))
+
+    def _lost(self, path: Path, reason: str) -> None:
+        self.device.fail_path(path, reason)
+        if not self._stopped:
+            self._start_relogin(path)
+
+    def _start_relogin(self, path: Path) -> None:
+        task = self._relogins.get(path)
+        if task is None or task.done():
+            self._relogins[path] = asyncio.get_running_loop().create_task(self._relogin_until_back(path))
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        self._stopped = True
+        tasks = [t for t in (self._task, *self._relogins.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
     async def _run(self) -> None:
         while True:
@@ -64,7 +103,7 @@ class PathMonitor:
             await asyncio.sleep(self.device.policy.polling_interval)
 
     async def check_all(self) -> None:
-        paths = [p for p in self.device.paths if p not in self._busy]
+        paths = [p for p in self.device.paths if p not in self._busy and self._relogins.get(p) is None]
         await asyncio.gather(*(self._check(p) for p in paths))
         self.device.choose_group()
 
@@ -81,9 +120,7 @@ class PathMonitor:
         policy = self.device.policy
         timeout = max(policy.polling_interval, policy.nop_timeout)
         if path.session is None or not path.session.logged_in:
-            if path.state != PathState.FAULTY:
-                self.device.fail_path(path, "session down")
-            await self._relogin(path)
+            self._lost(path, "session down")
             return
         result, reason = await self.checker.check(path, timeout)
         if result == CheckResult.DOWN:
@@ -105,43 +142,45 @@ class PathMonitor:
             return
         if path.state == PathState.FAULTY and path.failures_within(policy.marginal_window) >= policy.marginal_failures:
             path.marginal_until = now + policy.marginal_hold
-            path.apply(PathEventKind.MARGINAL, f"failed {policy.marginal_failures} times within "
-                           f"{policy.marginal_window:g} s; held out for {policy.marginal_hold:g} s")
+            self.device.hold_marginal(path, f"failed {policy.marginal_failures} times within "
+                                      f"{policy.marginal_window:g} s; a last resort for {policy.marginal_hold:g} s")
             return
         self.device.reinstate_path(path, reason=f"{self.checker.name} checker: {reason}")
 
+    async def _relogin_until_back(self, path: Path) -> None:
+        wait = self.device.policy.relogin_backoff
+        try:
+            while True:
+                try:
+                    await self._relogin(path)
+                    return
+                except SanpathError as e:
+                    path.apply(PathEventKind.RELOGIN_FAILED, f"re-login failed: {e}")
+                    passing = _passing(e)
+                await asyncio.sleep(wait)
+                if not passing:
+                    wait = min(wait * 2, RELOGIN_MAX_WAIT)
+        except Exception:  # a bug here must not leave the path dead for good: the next round retries
+            log.exception("%s: logging %s in again failed", self.device.wwid, path.name)
+        finally:
+            self._relogins.pop(path, None)
+
     async def _relogin(self, path: Path) -> None:
-        """Log a faulty path in again, with exponential backoff between attempts (bounded at 8 s)."""
-        now = time.monotonic()
-        if now < self._relogin_at.get(path, 0.0):
-            return
-        delay = self._relogin_delay.get(path, self.device.policy.relogin_backoff)
-        self._relogin_delay[path] = min(delay * 2, 8.0)
-        self._relogin_at[path] = now + delay
+        """Log the dead path in again (its old ISID: the target reinstates, and so fences, the old
+        session), check that the same LUN is behind it, then let the checker decide whether it is up,
+        ghost or marginal. Raises what failed."""
         old = path.session
         if old is None:
-            return
-        try:
-            session = await self.pool.relogin(old)
-        except IscsiError as e:
-            path.apply(PathEventKind.RELOGIN_FAILED, f"re-login failed: {e}")
-            return
-        try:
-            device = await ScsiDevice(session, path.spec.lun).open()
-            wwid = await device.scsi_id()
-        except SanpathError as e:
-            path.apply(PathEventKind.RELOGIN_FAILED, f"re-login: LUN check failed: {e}")
-            return
+            raise SanpathError("the path has no session to log in again")
+        session = await self.pool.relogin(old, connect_timeout=RELOGIN_CONNECT_TIMEOUT)
+        device = await ScsiDevice(session, path.spec.lun).open()
+        wwid = await device.scsi_id()
         if wwid != self.device.wwid or device.size != self.device.size:
-            path.apply(PathEventKind.RELOGIN_FAILED, f"refused: {path.spec.portal} LUN {path.spec.lun} is now "
-                       f"{wwid} ({device.size} bytes), not {self.device.wwid}")
-            log.error("%s: %s", self.device.wwid, path.reason)
-            return
+            log.error("%s: %s is now %s", self.device.wwid, path.name, wwid)
+            raise WrongLunError(f"refused: {path.spec.portal} LUN {path.spec.lun} is now {wwid} "
+                               f"({device.size} bytes), not {self.device.wwid}")
         with contextlib.suppress(Exception):
             await old.close()  # already dead; this only releases what is left of it
         path.session, path.device = session, device
         self.watch(path)
-        self._relogin_delay.pop(path, None)
-        self._relogin_at.pop(path, None)
-        # the checker decides on the next round whether it is up, ghost or marginal
         await self._check_path(path)

@@ -115,3 +115,13 @@ class Path:
     def failures_within(self, window: float) -> int:
         now = time.monotonic()
         return sum(1 for t in self.failures if now - t <= window)
+
+    @property
+    def last_failure(self) -> float | None:
+        """When the path last went faulty (monotonic), if it counts towards flapping."""
+        return self.failures[-1] if self.failures else None
+
+    def forgive_last_failure(self) -> None:
+        """Take the latest failure back from the flapping count (it was an array- or fabric-wide event)."""
+        if self.failures:
+            self.failures.pop()

@@ -32,15 +32,18 @@ class SessionPool:
                 self.current[key] = session
             return session
 
-    async def relogin(self, old: Session) -> Session:
+    async def relogin(self, old: Session, *, connect_timeout: float | None = None) -> Session:
         """The live session replacing ``old``: an existing one if another path already logged in again,
-        else a new login with the old ISID."""
+        else a new login with the old ISID (its TCP connection given up after ``connect_timeout``)."""
         key = key_of(old.config)
         async with self._locks.setdefault(key, asyncio.Lock()):
             session = self.current.get(key)
             if session is not None and session is not old and session.logged_in:
                 return session
-            session = await Session.open(dataclasses.replace(old.config, isid=old.isid))
+            config = dataclasses.replace(old.config, isid=old.isid)
+            if connect_timeout is not None:
+                config = dataclasses.replace(config, connect_timeout=min(connect_timeout, config.login_timeout))
+            session = await Session.open(config)
             self.current[key] = session
             return session
 

@@ -8,11 +8,26 @@ Path states (what the checker and the I/O path conclude):
   or the passive controller of an RDAC array. Not faulty: it can become active when the array moves
   ownership. A ghost path never counts as down.
 - ``faulty``: failed: a transport error, a liveness timeout, or the checker found it dead.
-- ``marginal``: came back, but failed too often within the flapping window; held out of service until
-  the hold time passes (multipath-tools' "marginal path" idea).
+- ``marginal``: came back, but failed too often within the flapping window; held back until the hold
+  time passes (multipath-tools' "marginal path" idea).
 
 XenServer counts a path as down when it is faulty (or shaky/failed in older releases); here faulty and
 marginal are down, ghost is up but unused.
+
+Flapping (marginal paths)
+-------------------------
+A path that fails ``marginal_failures`` times within ``marginal_window`` and comes back is marginal
+for ``marginal_hold``: the array answers through it, but it is not trusted with I/O while a steadier
+path can carry it. Two rules keep that from ever costing availability:
+
+1. A marginal path is a last resort, never a reason to queue. Marginal paths form a group of their
+   own, after every other group under each grouping policy (multibus, failover, group_by_prio); that
+   group carries I/O only when no other group has a usable path, and the event log says so
+   (``last-resort``). As soon as any other path is usable again, I/O leaves the marginal group.
+2. Failures that every path shares do not count as flapping. When the last path of a device that was
+   still alive fails and every path's latest failure falls within ``CORRELATED_WINDOW`` seconds, the
+   array or the fabric failed, not the paths: those failures are taken back from every path's count
+   (``correlated``), so that an array restart or a switch pair rebooting never makes all paths marginal.
 
 How a path moves between these states is the table ``TRANSITIONS`` below, driven by ``PathEventKind``
 events; ``Path.apply`` is the only code that changes a path's state or reason.
@@ -40,6 +55,11 @@ class PathState(StrEnum):
     def usable(self) -> bool:
         """Can carry I/O now (in its group's turn)."""
         return self in (PathState.ACTIVE, PathState.READY)
+
+    @property
+    def alive(self) -> bool:
+        """The array answers through it: up, or marginal (held back, but working)."""
+        return self is not PathState.FAULTY
 
 
 class CheckResult(StrEnum):
@@ -74,6 +94,8 @@ class PathEventKind(StrEnum):
     ADDED = "added"  # joined the device
     ACTIVATE = "activate"  # the hardware handler was asked to make the ghost path usable
     FENCED = "fenced"  # no command of the failed path can execute any more
+    LAST_RESORT = "last-resort"  # a marginal path carries I/O: no other path can
+    CORRELATED = "correlated"  # every path failed at once: not counted towards flapping
 
 
 _S, _E = PathState, PathEventKind
@@ -89,6 +111,11 @@ TRANSITIONS: dict[PathState, dict[PathEventKind, PathState]] = {
 """(state, event) -> next state: every way a path's state can move. A usable path joins the active group
 as ``ready`` and the device moves it between ready and active as groups take turns; only a faulty path
 can turn marginal; a ghost's reason may change while it stays a ghost (the array said why, again)."""
+
+CORRELATED_WINDOW = 5.0
+"""Seconds within which the latest failures of every path of a device count as one array- or fabric-wide
+event (rule 2 above): wide enough for paths whose loss is detected by different means (a link event, a
+NOP-Out timeout, a checker round), narrow enough that unrelated failures seconds apart stay counted."""
 
 QUIET = frozenset({_E.GROUP_ACTIVE, _E.GROUP_STANDBY, _E.RELOGIN_FAILED})
 """Transitions that are no news: no event, and the time the path entered its state stays."""

@@ -38,11 +38,13 @@ def topology(device: MultipathDevice, *, events: int = 20) -> dict[str, Any]:
             {
                 "priority": g.priority,
                 "state": g.state(g is device.active_group).value,
+                "last_resort": g.last_resort,  # the marginal paths' group
                 "paths": [
                     {"name": path.name, "source": path.spec.source, "portal": path.spec.portal,
                      "iqn": path.spec.iqn, "lun": path.spec.lun, "state": path.state.value, "reason": path.reason,
                      "priority": path.priority, "ios": path.ios, "bytes": path.bytes, "inflight": path.inflight,
-                     "errors": path.errors, "alua_state": path.alua_state}
+                     "errors": path.errors, "alua_state": path.alua_state,
+                     "last_resort": path in device.last_resort}  # marginal, but carrying I/O
                     for path in g.paths
                 ],
             }
@@ -70,15 +72,17 @@ def render_topology(t: dict[str, Any], throughput: dict[str, dict[str, float]] |
     groups = t["groups"]
     for gi, g in enumerate(groups):
         last_group = gi == len(groups) - 1
+        marginal = " marginal (last resort)" if g.get("last_resort") else ""
         lines.append(f"{'`' if last_group else '|'}-+- policy='{p['path_selector']}' prio={g['priority']} "
-                     f"status={g['state']}")
+                     f"status={g['state']}{marginal}")
         for pi, path in enumerate(g["paths"]):
             branch = "`-" if pi == len(g["paths"]) - 1 else "|-"
             lead = "  " if last_group else "| "
             alua = f" alua={path['alua_state']}" if path["alua_state"] is not None else ""
             rate = rates.get(path["name"])
             speed = f" {rate['mbps']:.1f}MB/s {rate['iops']:.0f}IOPS" if rate else ""
-            lines.append(f"{lead}{branch} {path['name']} {path['state']} prio={path['priority']} ios={path['ios']}"
+            state = f"{path['state']}, carrying I/O" if path.get("last_resort") else path["state"]
+            lines.append(f"{lead}{branch} {path['name']} {state} prio={path['priority']} ios={path['ios']}"
                          f"{speed}{alua} ({path['reason']})")
     active, maximum = t["mpath_counts"]
     lines.append(f"{t['paths_active']} of {t['paths_total']} paths active  [{active}, {maximum}]")

@@ -169,17 +169,66 @@ async def test_all_paths_down_with_fail_after_intervals() -> None:
         assert "no_path_retry 2" in str(exc.value) and "0 of 2 paths up" in str(exc.value)
 
 
-async def test_flapping_path_is_held_out_as_marginal() -> None:
+def kinds_of(r: Rig, path_name: str) -> list[str]:
+    return [e.kind for e in r.device.events if e.path == path_name]
+
+
+async def flap(r: Rig, proxy: int, times: int) -> None:
+    """Reset the connections through ``proxy`` ``times`` times, each once its path is back."""
+    name = r.device.paths[proxy].name
+    for _ in range(times):
+        await wait_until(lambda: r.device.paths[proxy].state.alive, "the path to be back")
+        failed = kinds_of(r, name).count("failed")
+        r.proxies[proxy].reset_all()
+        await wait_until(lambda n=failed: kinds_of(r, name).count("failed") > n, "the path to fail")
+
+
+async def test_a_flapping_path_is_held_back_but_is_the_last_resort() -> None:
     policy = replace(FAST, marginal_failures=2, marginal_window=60, marginal_hold=3600)
     async with rig(policy) as r:
-        victim = r.device.paths[0]
-        for _ in range(2):
-            r.proxies[0].reset_all()
-            await wait_until(lambda: victim.state == PathState.FAULTY, "the path to fail")
-            await wait_until(lambda: victim.state != PathState.FAULTY, "the path to be checked again")
-        assert victim.state == PathState.MARGINAL
-        await r.device.write(0, bytes(4096))  # I/O goes on over the other path
-        assert r.device.paths[1].state.usable
+        victim, other = r.device.paths
+        await flap(r, 0, 2)
+        await wait_until(lambda: victim.state == PathState.MARGINAL, "the flapping path to be marginal")
+        held = victim.ios
+        for i in range(10):
+            await r.device.write(i * 4096, bytes(4096))  # I/O goes on over the other path only
+        assert victim.ios == held and other.state == PathState.ACTIVE
+        assert r.device.active_group is not None and victim not in r.device.active_group.paths
+
+        r.proxies[1].blackhole()  # the steady path goes dark: the marginal one must carry I/O, not queue
+        r.proxies[1].reset_all()
+        await wait_until(lambda: other.state == PathState.FAULTY, "the other path to fail")
+        data = os.urandom(4096)
+        await within(r.device.write(0, data), HANG_GUARD)
+        assert await within(r.device.read(0, 4096), HANG_GUARD) == data
+        assert victim.ios > held and victim.state == PathState.MARGINAL
+        assert "last-resort" in kinds_of(r, victim.name)
+        assert r.device.active_group is not None and r.device.active_group.last_resort
+
+        r.proxies[1].restore()  # the steady path returns: I/O leaves the marginal path
+        await wait_until(lambda: other.state.usable, "the other path to come back")
+        held = victim.ios
+        for i in range(10):
+            await r.device.write(i * 4096, bytes(4096))
+        assert victim.ios == held and other.state == PathState.ACTIVE
+
+
+async def test_every_path_failing_at_once_is_not_flapping() -> None:
+    """Three outages of the whole array (every connection reset together): an array-wide event each
+    time, so no path turns marginal, and the event log says why."""
+    policy = replace(FAST, marginal_failures=2, marginal_window=60, marginal_hold=3600)
+    async with rig(policy) as r:
+        for _ in range(3):
+            await wait_until(lambda: all(p.state.usable for p in r.device.paths), "every path to be back")
+            failed = [e.kind for e in r.device.events].count("failed")
+            for p in r.proxies:
+                p.reset_all()
+            await wait_until(lambda n=failed: [e.kind for e in r.device.events].count("failed") >= n + 2,
+                             "both paths to fail")
+        await wait_until(lambda: all(p.state.usable for p in r.device.paths), "every path to be back")
+        assert all(p.state != PathState.MARGINAL for p in r.device.paths)
+        assert [e.kind for e in r.device.events].count("correlated") == 3
+        await r.device.write(0, bytes(4096))
 
 
 @pytest.mark.parametrize(("failback", "returns"), [("immediate", True), ("followover", True), ("manual", False)])
@@ -187,10 +236,12 @@ async def test_failback_policies(failback: str, returns: bool) -> None:
     async with rig(replace(FAST, path_grouping_policy="failover", failback=failback)) as r:
         first, second = r.device.paths
         assert r.device.active_group is not None and r.device.active_group.paths == [first]
+        r.proxies[0].blackhole()  # the first path stays down until restored
         r.proxies[0].reset_all()
         await wait_until(lambda: first.state == PathState.FAULTY, "the first path to fail")
         await r.device.write(0, bytes(4096))
         assert second.state == PathState.ACTIVE  # failed over to the second group
+        r.proxies[0].restore()
         await wait_until(lambda: first.state.usable, "the first path to come back")
         await asyncio.sleep(0.5)  # a few polling intervals: failback happens now or never
         assert (r.device.active_group is not None and r.device.active_group.paths == [first]) == returns
