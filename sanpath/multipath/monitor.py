@@ -7,7 +7,13 @@ rounds. It tries again every ``relogin_backoff`` seconds while the portal does n
 passing reason (no TCP connection, a login timeout, target not found or unavailable, the LUN not there
 yet: an array restarting), so a path is back within that interval of its portal accepting logins. Only a
 refusal that will not pass by itself (authentication or authorization failure, another LUN behind the
-address) doubles the wait, up to 8 s, so as not to hammer an array that said no. A connection attempt
+address) doubles the wait, up to 8 s, so as not to hammer an array that said no.
+
+Link state. The monitor watches, over rtnetlink (``links.LinkWatch``), the interface that holds each
+path's source address. When it loses carrier or is set down, its paths fail at once, with the link event
+as the reason: nothing waits for a NOP-Out timeout when the kernel already knows. While the link stays
+down, neither the checker nor a re-login may bring the path back (the kernel could carry its traffic out
+of another interface); when it comes back up, re-login is tried at once. A connection attempt
 gives up after ``RELOGIN_CONNECT_TIMEOUT``: a SYN lost while a cable was out is sent again by the next
 attempt, not by TCP's own retransmission, whose gaps grow to seconds.
 
@@ -26,10 +32,12 @@ import contextlib
 import logging
 import time
 
+from ..aio import within
 from ..errors import LoginError, SanpathError
 from ..initiator.device import ScsiDevice
 from .checkers import CHECKERS, Checker
 from .device import MultipathDevice
+from .links import LinkWatch
 from .path import Path
 from .prioritizers import PRIORITIZERS, Prioritizer
 from .sessions import SessionPool
@@ -63,17 +71,42 @@ class PathMonitor:
         self.checker: Checker = checker or CHECKERS.make(policy.path_checker, **policy.values())
         self.prioritizer: Prioritizer = prioritizer or PRIORITIZERS.make(policy.prio, **policy.values())
         self._relogins: dict[Path, asyncio.Task[None]] = {}
+        self._wake: dict[Path, asyncio.Event] = {}  # set when a re-login should not wait any longer
         self._stopped = False
+        self.links: LinkWatch | None = None  # from start(): it needs the running loop
+        self._linked: set[Path] = set()
         self._task: asyncio.Task[None] | None = None
         self._busy: set[Path] = set()
         for path in device.paths:
             self.watch(path)
 
     def watch(self, path: Path) -> None:
-        """Fail the path the moment its session loses its connection, and start logging it in again."""
+        """Fail the path the moment its session loses its connection or its link goes down, and start
+        logging it in again."""
         session = path.session
         if session is not None:
             session.lost_listeners.append(lambda cause: self._lost(path, f"connection lost: {cause}"))
+        self._watch_link(path)
+
+    def _watch_link(self, path: Path) -> None:
+        source = path.spec.source
+        if self.links is None or source is None or path in self._linked:
+            return
+        self._linked.add(path)
+        self.links.watch(source)
+        if self.links.state(source) is False:
+            self._lost(path, self.links.reason(source))
+
+    def _link_down(self, path: Path) -> bool:
+        source = path.spec.source
+        return self.links is not None and source is not None and self.links.state(source) is False
+
+    def _link_changed(self, source: str, ifname: str, up: bool, reason: str) -> None:
+        for path in [p for p in self._linked if p.spec.source == source]:
+            if up:
+                self._wake.setdefault(path, asyncio.Event()).set()
+            else:
+                self._lost(path, reason)
 
     def _lost(self, path: Path, reason: str) -> None:
         self.device.fail_path(path, reason)
@@ -86,6 +119,9 @@ class PathMonitor:
             self._relogins[path] = asyncio.get_running_loop().create_task(self._relogin_until_back(path))
 
     def start(self) -> None:
+        self.links = LinkWatch(self._link_changed)
+        for path in self.device.paths:
+            self._watch_link(path)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -96,6 +132,8 @@ class PathMonitor:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.links is not None:
+            self.links.close()
 
     async def _run(self) -> None:
         while True:
@@ -119,6 +157,10 @@ class PathMonitor:
     async def _check_path(self, path: Path) -> None:
         policy = self.device.policy
         timeout = max(policy.polling_interval, policy.nop_timeout)
+        if self._link_down(path):
+            assert self.links is not None and path.spec.source is not None
+            self._lost(path, self.links.reason(path.spec.source))
+            return
         if path.session is None or not path.session.logged_in:
             self._lost(path, "session down")
             return
@@ -149,15 +191,20 @@ class PathMonitor:
 
     async def _relogin_until_back(self, path: Path) -> None:
         wait = self.device.policy.relogin_backoff
+        wake = self._wake.setdefault(path, asyncio.Event())
         try:
             while True:
-                try:
-                    await self._relogin(path)
-                    return
-                except SanpathError as e:
-                    path.apply(PathEventKind.RELOGIN_FAILED, f"re-login failed: {e}")
-                    passing = _passing(e)
-                await asyncio.sleep(wait)
+                wake.clear()
+                passing = True
+                if not self._link_down(path):
+                    try:
+                        await self._relogin(path)
+                        return
+                    except SanpathError as e:
+                        path.apply(PathEventKind.RELOGIN_FAILED, f"re-login failed: {e}")
+                        passing = _passing(e)
+                with contextlib.suppress(TimeoutError):  # the link coming back up ends the wait early
+                    await within(wake.wait(), wait)
                 if not passing:
                     wait = min(wait * 2, RELOGIN_MAX_WAIT)
         except Exception:  # a bug here must not leave the path dead for good: the next round retries

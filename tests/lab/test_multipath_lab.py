@@ -3,7 +3,8 @@ verified 4 KiB random writes at queue depth 32 over every path to an array in th
 then the sanpath target), a cable is pulled and plugged back in during the run, and:
 
 - no I/O fails and no verify check fails (the write read-back at the end checks every unit written);
-- the dead paths are failed by liveness (NOP-Out or the path checker), not by a TCP timeout;
+- the dead paths are failed by the host NIC's link event when the host's cable is pulled, and by liveness
+  (NOP-Out or the path checker) when the far side goes dark, never by a TCP timeout;
 - after the restore, each restored path carries I/O again: the bench reports, per reinstatement, the
   wall-clock time of the path's first completed I/O after it, and that must come after the restore.
 
@@ -14,12 +15,8 @@ them, fails under CI=true); tgtd's half also needs tgtd.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,7 @@ from sanpath.target.spawn import serve_target
 from sanpath.testing.tgtd import run_tgtd
 from tests.helpers.gates import require_lab, require_peer
 from tests.helpers.lab import running_lab
+from tests.helpers.livebench import LiveBench, failed_paths, timed_phase
 
 IQN_TGTD = "iqn.2026-11.org.sanpath.test:lab-tgtd"
 IQN_SANPATH = "iqn.2026-11.org.sanpath.test:lab-sanpath"
@@ -45,76 +43,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield lab
 
 
-class LiveBench:
-    """``sanpath bench`` running in the host namespace, its stderr (progress and path events) collected
-    line by line as it comes, so the test can act on what the initiator sees."""
-
-    def __init__(self, lab: Lab, targets: list[str], iqn: str) -> None:
-        topo = lab.topology
-        sources = ",".join(topo.host_address(k) for k in range(1, topo.subnets + 1))
-        self.argv = [sys.executable, "-m", "sanpath", "bench", "--target", ",".join(targets), "--iqn", iqn,
-                     "--source", sources, "--rw", "randwrite", "--bs", "4K", "--qd", "32",
-                     "--time", str(SECONDS), "--verify", "--format", "json"]
-        self.proc = lab.popen_in("host", self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        self.changed = threading.Condition()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            with self.changed:
-                self.lines.append(line.rstrip("\n"))
-                self.changed.notify_all()
-        with self.changed:
-            self.changed.notify_all()
-
-    def wait(self, what: str, found: Callable[[list[str]], Any]) -> Any:
-        """Wait until ``found(lines)`` returns something true; fail if the bench ends or hangs first."""
-        deadline = time.monotonic() + HANG_GUARD
-        with self.changed:
-            while True:
-                result = found(self.lines)
-                if result:
-                    return result
-                if not self.reader.is_alive() or time.monotonic() > deadline:
-                    ended = "the bench ended" if not self.reader.is_alive() else f"{HANG_GUARD:.0f} s passed"
-                    pytest.fail(f"{ended} before {what}; stderr:\n" + "\n".join(self.lines[-40:]))
-                self.changed.wait(0.2)
-
-    def result(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        out = self.proc.stdout.read()
-        code = self.proc.wait(timeout=HANG_GUARD)
-        self.reader.join(timeout=5)
-        stderr = "\n".join(self.lines[-40:])
-        try:
-            data: dict[str, Any] = json.loads(out)
-        except ValueError:
-            pytest.fail(f"sanpath bench (exit {code}) printed no JSON:\n{out[-2000:]}\nstderr:\n{stderr}")
-        assert code == 0, f"sanpath bench exit {code}: {data.get('messages')}\nstderr:\n{stderr}"
-        return data
-
-
-def failed_paths(lines: list[str], source: str, want: int) -> dict[str, str] | None:
-    """{path: reason} of the "failed" events of paths leaving through ``source``, once ``want`` are seen."""
-    failed = {}
-    for line in lines:
-        # "sanpath bench: HH:MM:SS SRC->PORTAL/IQN/LUN: failed (REASON)"
-        words = line.split(" ", 3)
-        if len(words) == 4 and words[3].startswith(f"{source}->") and ": failed (" in words[3]:
-            path, reason = words[3].split(": failed (", 1)
-            failed[path] = reason.rstrip(")")
-    return failed if len(failed) >= want else None
-
-
 def pull_and_restore(lab: Lab, bench: LiveBench, link: str, source: str, paths: int) -> tuple[dict[str, str], float]:
     """Pull ``link`` during the timed phase, wait until the bench fails the ``paths`` paths through
     ``source``, plug it back in and wait until each of them carries I/O again. Returns the failure reasons
     and the wall-clock time of the restore."""
-    bench.wait("the timed phase", lambda lines: any("] run " in line for line in lines))
+    timed_phase(bench)
     lab.pull(link)
     try:
         reasons = bench.wait(f"{paths} paths through {source} failed after pulling {link}",
@@ -128,7 +61,7 @@ def pull_and_restore(lab: Lab, bench: LiveBench, link: str, source: str, paths: 
     return reasons, restored
 
 
-def check(result: dict[str, Any], reasons: dict[str, str], restored: float, paths: int) -> None:
+def check(result: dict[str, Any], reasons: dict[str, str], restored: float, paths: int, *, host_side: bool) -> None:
     assert result["errors"] == 0, result["messages"]
     assert result["verify_failures"] == 0, result["messages"]
     assert result["verify_reads"] > 0  # the read-back after the run checked what was written
@@ -136,8 +69,10 @@ def check(result: dict[str, Any], reasons: dict[str, str], restored: float, path
     assert len(result["per_path"]) == paths, result["topology"]
     assert all(p["state"] == "active" for p in result["per_path"].values()), result["topology"]
     for path, reason in reasons.items():
-        # liveness found the black hole: a NOP-Out went unanswered, or the checker's command did
-        assert "NOP-Out" in reason or "checker" in reason, f"{path} failed by {reason!r}, not by liveness"
+        if host_side:  # the host's own NIC lost carrier: the kernel's link event failed the path, at once
+            assert "lost carrier (netlink)" in reason, f"{path} failed by {reason!r}, not by the link event"
+        else:  # the far side went dark: a NOP-Out went unanswered, or the checker's command did
+            assert "NOP-Out" in reason or "checker" in reason, f"{path} failed by {reason!r}, not by liveness"
         after = [f for f in result["failbacks"] if f["path"] == path and f["first_io"] is not None
                  and f["first_io"] >= restored]
         assert after, f"{path}: no I/O after the restore: {result['failbacks']}\n{result['topology']}"
@@ -153,9 +88,9 @@ def test_tgtd_cable_pull_during_verified_random_writes(lab: Lab, tmp_path: Path)
     portals = [p for _, p in lab.topology.portals()]
     with run_tgtd(str(backing), iqn=IQN_TGTD, portals=portals, prefix=lab.prefix("array")) as target:
         # tgtd's SendTargets names only the portal asked, so the host is given every address
-        bench = LiveBench(lab, [p.split(":")[0] for p in target.portals], IQN_TGTD)
+        bench = LiveBench(lab, [p.split(":")[0] for p in target.portals], IQN_TGTD, seconds=SECONDS)
         reasons, restored = pull_and_restore(lab, bench, "host-s1", lab.topology.host_address(1), paths=2)
-        check(bench.result(), reasons, restored, paths=4)
+        check(bench.result(), reasons, restored, paths=4, host_side=True)
 
 
 def test_sanpath_target_cable_pull_during_verified_random_writes(lab: Lab) -> None:
@@ -165,8 +100,8 @@ def test_sanpath_target_cable_pull_during_verified_random_writes(lab: Lab) -> No
     args = ["--iqn", IQN_SANPATH, *(a for p in portals for a in ("--portal", p)), "--lun", "mem:64MiB"]
     with serve_target(*args, prefix=lab.prefix("array")) as target:
         # discovery on one address finds every portal: the sanpath target answers SendTargets with all
-        bench = LiveBench(lab, [target.portals[0].split(":")[0]], IQN_SANPATH)
+        bench = LiveBench(lab, [target.portals[0].split(":")[0]], IQN_SANPATH, seconds=SECONDS)
         a2 = lab.topology.controller_address("A", 2)
         reasons, restored = pull_and_restore(lab, bench, "ctlA-s2", lab.topology.host_address(2), paths=1)
         assert all(f"->{a2}:" in path for path in reasons), reasons
-        check(bench.result(), reasons, restored, paths=4)
+        check(bench.result(), reasons, restored, paths=4, host_side=False)
