@@ -216,6 +216,12 @@ class Session(InitiatorCore):
 
     # --- the connection's sink ---------------------------------------------------------------
 
+    def drop(self, cause: str) -> None:
+        """Drop the connection now (its link is gone, say): what is in flight fails with ConnectionLost at
+        once, to be reissued elsewhere, instead of waiting for liveness to find the connection dead."""
+        if self.conn is not None:
+            self.conn.abort(cause)
+
     def connection_lost(self, conn: IscsiProtocol, cause: str) -> None:
         if conn is not self.conn:
             return  # a connection we already gave up on (failed login, redirect)

@@ -11,7 +11,8 @@ address) doubles the wait, up to 8 s, so as not to hammer an array that said no.
 
 Link state. The monitor watches, over rtnetlink (``links.LinkWatch``), the interface that holds each
 path's source address. When it loses carrier or is set down, its paths fail at once, with the link event
-as the reason: nothing waits for a NOP-Out timeout when the kernel already knows. While the link stays
+as the reason, and their connections are dropped so that the commands in flight on them are reissued at
+once: nothing waits for a NOP-Out timeout when the kernel already knows. While the link stays
 down, neither the checker nor a re-login may bring the path back (the kernel could carry its traffic out
 of another interface); when it comes back up, re-login is tried at once. A connection attempt
 gives up after ``RELOGIN_CONNECT_TIMEOUT``: a SYN lost while a cable was out is sent again by the next
@@ -105,8 +106,10 @@ class PathMonitor:
         for path in [p for p in self._linked if p.spec.source == source]:
             if up:
                 self._wake.setdefault(path, asyncio.Event()).set()
-            else:
-                self._lost(path, reason)
+                continue
+            self._lost(path, reason)
+            if path.session is not None:  # its commands in flight fail over now, not after a NOP timeout
+                path.session.drop(reason)
 
     def _lost(self, path: Path, reason: str) -> None:
         self.device.fail_path(path, reason)
