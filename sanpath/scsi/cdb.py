@@ -234,7 +234,7 @@ def prout_parameter_list(
     return struct.pack(">QQ4xBx2x", _check("key", key, 64), _check("sa_key", sa_key, 64), flags)
 
 
-# --- third-party copy (SPC-4 6.4, 6.18) ----------------------------------------------------------
+# --- third-party copy (SPC-4 6.4, SPC-3 6.17) -----------------------------------------------------
 _XCOPY_HEADER = struct.Struct(">BBH4xII")
 _B2B_SEGMENT = struct.Struct(">BBHHH2xHQQ")
 CSCD_IDENTIFICATION = 0xE4
@@ -248,13 +248,13 @@ def extended_copy(param_len: int) -> bytes:
 
 
 def receive_copy_results(action: ReceiveCopyResultsAction | int, *, list_id: int = 0, alloc: int = 1024) -> bytes:
-    """RECEIVE COPY RESULTS (LID1) (SPC-4 6.18)."""
+    """RECEIVE COPY RESULTS (LID1) (SPC-3 6.17)."""
     return struct.pack(">BBB7xIBB", Opcode.RECEIVE_COPY_RESULTS, _check("action", action, 5),
                        _check("list_id", list_id, 8), _check("alloc", alloc, 32), 0, 0)
 
 
 def cscd_identification(naa: bytes, block_length: int) -> bytes:
-    """A CSCD identification descriptor (E4h, SPC-4 6.4.5.6) naming a block device by its NAA
+    """A CSCD identification descriptor (E4h, SPC-4 6.4.6) naming a block device by its NAA
     designator (logical unit association, as VPD page 83h reports it): 32 bytes."""
     if not 0 < len(naa) <= 20:
         raise LocalProtocolError(f"a CSCD designator holds 1 to 20 bytes, not {len(naa)}")
@@ -265,7 +265,7 @@ def cscd_identification(naa: bytes, block_length: int) -> bytes:
 
 def b2b_segment(source: int, destination: int, blocks: int, source_lba: int, destination_lba: int, *,
                 dc: bool = False) -> bytes:
-    """A block device to block device segment descriptor (02h, SPC-4 6.4.6.5): ``blocks`` blocks
+    """A block device to block device segment descriptor (02h, SPC-4 6.4): ``blocks`` blocks
     (of the source, or with ``dc`` of the destination) between the CSCD descriptors at indexes
     ``source`` and ``destination``: 28 bytes."""
     return _B2B_SEGMENT.pack(SEGMENT_BLOCK_TO_BLOCK, 0x02 if dc else 0, _B2B_SEGMENT.size - 4,
@@ -276,7 +276,7 @@ def b2b_segment(source: int, destination: int, blocks: int, source_lba: int, des
 
 def xcopy_parameter_list(cscds: Sequence[bytes], segments: Sequence[bytes], *, list_id: int = 0,
                          list_id_usage: int = 0b00) -> bytes:
-    """The EXTENDED COPY (LID1) parameter list (SPC-4 6.4.3): the 16-byte header, the CSCD
+    """The EXTENDED COPY (LID1) parameter list (SPC-4 6.4): the 16-byte header, the CSCD
     descriptors, the segment descriptors; LIST ID USAGE 00b asks the copy manager to hold the results
     for RECEIVE COPY RESULTS."""
     cscd_list, segment_list = b"".join(cscds), b"".join(segments)

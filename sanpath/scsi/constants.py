@@ -78,7 +78,7 @@ class ExtendedCopyAction(IntEnum):
 
 
 class ReceiveCopyResultsAction(IntEnum):
-    """RECEIVE COPY RESULTS service actions (SPC-4 6.18, LID1 forms)."""
+    """RECEIVE COPY RESULTS service actions (SPC-3 6.17; the LID1 forms)."""
 
     COPY_STATUS = 0x00
     RECEIVE_DATA = 0x01

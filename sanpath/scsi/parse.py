@@ -380,10 +380,10 @@ def parse_lba_status(data: bytes | memoryview) -> list[tuple[int, int, int]]:
     return out
 
 
-# --- RECEIVE COPY RESULTS (SPC-4 6.18) -------------------------------------------------------
+# --- RECEIVE COPY RESULTS (SPC-3 6.17) -------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class CopyStatus:
-    """COPY STATUS parameter data (SPC-4 6.18.2): COPY MANAGER STATUS 00h in progress, 01h completed,
+    """COPY STATUS parameter data (SPC-3 6.17): COPY MANAGER STATUS 00h in progress, 01h completed,
     02h completed with errors."""
 
     copy_manager_status: int
@@ -398,14 +398,14 @@ class CopyStatus:
 
 
 def parse_copy_status(data: bytes | memoryview) -> CopyStatus:
-    raw = _need(data, 12, "COPY STATUS data (SPC-4 6.18.2)")
+    raw = _need(data, 12, "COPY STATUS data (SPC-3 6.17)")
     _, status, segments, units, count = struct.unpack_from(">IBHBI", raw)
     return CopyStatus(status & 0x7F, bool(status & 0x80), segments, units, count)
 
 
 @dataclass(frozen=True, slots=True)
 class CopyOperatingParameters:
-    """OPERATING PARAMETERS parameter data (SPC-4 6.18.4): what an EXTENDED COPY may hold."""
+    """OPERATING PARAMETERS parameter data (SPC-3 6.17): what an EXTENDED COPY may hold."""
 
     max_cscd_descriptors: int
     max_segment_descriptors: int
@@ -418,7 +418,7 @@ class CopyOperatingParameters:
 
 
 def parse_copy_operating_parameters(data: bytes | memoryview) -> CopyOperatingParameters:
-    raw = _need(data, 44, "OPERATING PARAMETERS data (SPC-4 6.18.4)")
+    raw = _need(data, 44, "OPERATING PARAMETERS data (SPC-3 6.17)")
     cscds, segments, list_len, seg_len, inline, held = struct.unpack_from(">HHIIII", raw, 8)
     return CopyOperatingParameters(cscds, segments, list_len, seg_len, inline, held, raw[37],
                                    tuple(raw[44 : 44 + raw[43]]))

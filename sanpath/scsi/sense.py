@@ -92,7 +92,7 @@ def build_fixed_sense(
 
     ``information`` sets the VALID bit and the 4-byte INFORMATION field (e.g. the miscompare offset
     of VERIFY / COMPARE AND WRITE, SBC-3 5.3); ``command_specific`` is the COMMAND-SPECIFIC
-    INFORMATION field (for EXTENDED COPY, the number of the segment that failed, SPC-4 6.4.5);
+    INFORMATION field (for EXTENDED COPY, the number of the segment that failed, SPC-4 6.4);
     ``field_pointer`` fills the sense-key-specific bytes 15-17 with SKSV set.
     """
     buf = bytearray(FIXED_SENSE_LENGTH)

@@ -63,6 +63,7 @@ import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -425,7 +426,7 @@ def load_config(path: str) -> ServerSpec:
 
 
 # --lun options: the [[target.lun]] key and how its command-line text becomes the TOML value
-_LUN_OPTIONS: dict[str, Any] = {
+_LUN_OPTIONS: dict[str, Callable[[str, str], Any]] = {
     "block_size": lambda key, text: parse_size(key, text),
     "physical_block_size": lambda key, text: text,
     "serial": lambda key, text: text,

@@ -258,6 +258,7 @@ COMMANDS: tuple[CommandInfo, ...] = (
         xcopy.extended_copy,
         _u(0x83, _SA, 0, 0, 0, 0, 0, 0, 0, 0, *_FF4, 0, 0),
         service_action=ExtendedCopyAction.EXTENDED_COPY_LID1,
+        access=Access.WRITE,  # SPC-4 5.12.1: conflicts as a write does; the copy targets are checked too
         writes=True,
     ),
     *(
@@ -533,7 +534,7 @@ class LogicalUnit:
         (SPC-2 5.5.1) and its copy results are discarded; with ``ua_on_new_nexus`` it will see I_T
         NEXUS LOSS OCCURRED (29h/07h) if it returns.  Persistent reservations are untouched
         (SPC-4 5.12.9)."""
-        self.pr.nexus_lost(nexus.key)
+        self.pr.release_reserve(nexus.key)
         self.copy_manager.forget(nexus.key)
         if self.ua_on_new_nexus:
             self._ua[nexus.key] = [c.I_T_NEXUS_LOSS_OCCURRED]
@@ -553,7 +554,7 @@ class LogicalUnit:
                 ) from None
         for key in self._known | set(self._ua):
             self._ua[key] = [reason.value]
-        self.pr.reserved_by = None
+        self.pr.release_reserve()
         self.copy_manager.forget()
 
     async def close(self) -> None:

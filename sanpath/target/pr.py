@@ -112,10 +112,11 @@ class PrState:
         if access == Access.WRITE or res.pr_type in _EXCLUSIVE_ACCESS:
             raise ReservationConflict
 
-    def nexus_lost(self, key: NexusKey) -> None:
-        """I_T nexus loss releases the SPC-2 reservation it held (SPC-2 5.5.1); registrations and
-        persistent reservations stay (SPC-4 5.12.9)."""
-        if self.reserved_by == key:
+    def release_reserve(self, key: NexusKey | None = None) -> None:
+        """End the SPC-2 reservation when ``key`` holds it (RELEASE, the holder's I_T nexus loss), or
+        whoever holds it (a reset, SPC-2 5.5.1).  Registrations and persistent reservations stay
+        (SPC-4 5.12.9)."""
+        if key is None or self.reserved_by == key:
             self.reserved_by = None
 
     def _remove(self, lu: LogicalUnit, key: NexusKey) -> None:

@@ -78,6 +78,6 @@ async def reserve(lu: LogicalUnit, cmd: Command) -> ScsiResult:
 async def release(lu: LogicalUnit, cmd: Command) -> ScsiResult:
     """RELEASE (6)/(10): end this I_T nexus's reservation; from any other I_T nexus a no-op."""
     _check_cdb(cmd)
-    if not _persistent_rules(lu, cmd) and lu.pr.reserved_by == cmd.nexus.key:
-        lu.pr.reserved_by = None
+    if not _persistent_rules(lu, cmd):
+        lu.pr.release_reserve(cmd.nexus.key)
     return ScsiResult(GOOD)

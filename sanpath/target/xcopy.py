@@ -1,4 +1,4 @@
-"""The copy manager: EXTENDED COPY (LID1) and RECEIVE COPY RESULTS (SPC-4 6.4 and 6.18), copying
+"""The copy manager: EXTENDED COPY (LID1) and RECEIVE COPY RESULTS (SPC-4 6.4, SPC-3 6.17), copying
 blocks between the logical units of one array without the data crossing the network (what VMware's
 VAAI "XCOPY" and sg_xcopy send).
 
@@ -8,7 +8,7 @@ list identifier usages 00b (results held for RECEIVE COPY RESULTS), 10b and 11b 
 inline or embedded data, no held data, no stream devices, no ROD tokens (LID4). The limits the
 parser enforces are what OPERATING PARAMETERS reports (the module constants below).
 
-Errors (SPC-4 6.4.3): a parameter list that cannot be accepted ends the command before any segment
+Errors (SPC-4 6.4): a parameter list that cannot be accepted ends the command before any segment
 is processed, with ILLEGAL REQUEST and a field pointer into the parameter list: PARAMETER LIST
 LENGTH ERROR (1Ah/00h; also when the descriptor lists exceed MAXIMUM DESCRIPTOR LIST LENGTH), TOO
 MANY TARGET DESCRIPTORS (26h/06h), UNSUPPORTED TARGET DESCRIPTOR TYPE CODE (26h/07h), TOO MANY
@@ -21,8 +21,10 @@ UNREACHABLE COPY TARGET (08h/04h: a CSCD descriptor index past the list), UNEXPE
 SEGMENT (26h/0Ah), a range past the last LBA of a copy target (00h/00h, the pointer at the LBA or
 NUMBER OF BLOCKS field: iscsi-test-cu ExtendedCopy.ValidSegDescr accepts only 00h/00h, 08h/04h
 or 0Dh/02h there), WRITE PROTECTED (27h/00h), UNRECOVERED READ ERROR (11h/00h) or WRITE ERROR
-(0Ch/00h). A copy honours the reservations of the I_T nexus that sent it: reading a source and
-writing a destination it could not read or write itself is RESERVATION CONFLICT.
+(0Ch/00h). A copy honours the reservations of the I_T nexus that sent it: EXTENDED COPY conflicts
+as a write on the copy manager's LU, and reading a source or writing a destination that nexus could
+not read or write itself is RESERVATION CONFLICT. A CSCD descriptor whose DISK BLOCK LENGTH is not
+the LU's block size is INVALID FIELD IN PARAMETER LIST.
 
 Copies run in 1 MiB pieces; each piece holds the destination's LBA range lock while it is written,
 so COMPARE AND WRITE and WRITE ATOMIC stay atomic. A copy within one LU whose destination overlaps
@@ -56,7 +58,7 @@ if TYPE_CHECKING:
 
 NexusKey = tuple[str, str]
 
-# --- operating parameters (RECEIVE COPY RESULTS, SPC-4 6.18.4) ------------------------------------
+# --- operating parameters (RECEIVE COPY RESULTS, SPC-3 6.17) ---------------------------------------
 MAX_CSCD_DESCRIPTORS = 8
 MAX_SEGMENT_DESCRIPTORS = 64
 MAX_DESCRIPTOR_LIST_LENGTH = 4096  # bytes of CSCD and segment descriptors together
@@ -69,7 +71,7 @@ CSCD_IDENTIFICATION = 0xE4
 SEGMENT_BLOCK_TO_BLOCK = 0x02
 IMPLEMENTED_DESCRIPTORS = (SEGMENT_BLOCK_TO_BLOCK, CSCD_IDENTIFICATION)
 
-# --- the parameter list (SPC-4 6.4.3) ---------------------------------------------------------------
+# --- the parameter list (SPC-4 6.4) -----------------------------------------------------------------
 HEADER = struct.Struct(">BBH4xII")  # LIST IDENTIFIER, STR|LIST ID USAGE|PRIORITY, CSCD, segment, inline lengths
 CSCD_LENGTH = 32
 _IDENT = struct.Struct(">BBxB")  # code set, PIV|association|designator type, reserved, designator length
@@ -82,7 +84,7 @@ LIST_ID_RESERVED = 0b01
 LIST_ID_DISCARD = 0b10
 LIST_ID_NONE = 0b11
 
-COPY_IN_PROGRESS = 0x00  # COPY MANAGER STATUS (SPC-4 6.18.2)
+COPY_IN_PROGRESS = 0x00  # COPY MANAGER STATUS (COPY STATUS, SPC-3 6.17)
 COPY_COMPLETED = 0x01
 COPY_FAILED = 0x02
 
@@ -156,9 +158,10 @@ def parse_parameters(params: bytes) -> CopyParameters:
 
 
 def _cscd(params: bytes, off: int) -> CscdDescriptor:
-    """SPC-4 6.4.5.6: type, LU ID TYPE|NUL|PERIPHERAL DEVICE TYPE, RELATIVE INITIATOR PORT IDENTIFIER,
-    a designation descriptor of at most 20 bytes of designator, then for block devices PAD and DISK
-    BLOCK LENGTH.  LU ID TYPE, NUL (obsolete) and the relative initiator port are ignored."""
+    """The identification CSCD descriptor (SPC-4 6.4.6): type, LU ID TYPE|NUL|PERIPHERAL DEVICE TYPE,
+    RELATIVE INITIATOR PORT IDENTIFIER, a designation descriptor of at most 20 bytes of designator,
+    then for block devices PAD and DISK BLOCK LENGTH.  LU ID TYPE, NUL (obsolete) and the relative
+    initiator port are ignored."""
     if params[off] != CSCD_IDENTIFICATION:
         raise _refused(c.UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE, off)
     code_set, kind, length = _IDENT.unpack_from(params, off + 4)
@@ -352,7 +355,7 @@ async def extended_copy(lu: LogicalUnit, cmd: Command) -> ScsiResult:
     return ScsiResult(GOOD, data_out_length=plen)
 
 
-# --- RECEIVE COPY RESULTS (SPC-4 6.18) ------------------------------------------------------------
+# --- RECEIVE COPY RESULTS (SPC-3 6.17) ------------------------------------------------------------
 _UNITS = (0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06)  # TRANSFER COUNT UNITS: bytes, KiB, MiB ... EiB
 
 
@@ -372,7 +375,7 @@ def _held_result(lu: LogicalUnit, cmd: Command) -> CopyResult:
 
 
 async def copy_status(lu: LogicalUnit, cmd: Command) -> ScsiResult:
-    """COPY STATUS (SPC-4 6.18.2): in progress, completed, or completed with errors; the segments
+    """COPY STATUS (SPC-3 6.17): in progress, completed, or completed with errors; the segments
     processed and the amount of data copied.  HDD=0: no held data is ever discarded."""
     result = _held_result(lu, cmd)
     units, count = _transfer_count(result.bytes_copied)
@@ -381,7 +384,7 @@ async def copy_status(lu: LogicalUnit, cmd: Command) -> ScsiResult:
 
 
 async def operating_parameters(lu: LogicalUnit, cmd: Command) -> ScsiResult:
-    """OPERATING PARAMETERS (SPC-4 6.18.4): the limits of the parser above.  SNLID=0 (no LID4)."""
+    """OPERATING PARAMETERS (SPC-3 6.17): the limits of the parser above.  SNLID=0 (no LID4)."""
     body = struct.pack(
         ">4xHHIIIII2xHBBBB3xB",
         MAX_CSCD_DESCRIPTORS,
@@ -403,7 +406,7 @@ async def operating_parameters(lu: LogicalUnit, cmd: Command) -> ScsiResult:
 
 
 async def failed_segment_details(lu: LogicalUnit, cmd: Command) -> ScsiResult:
-    """FAILED SEGMENT DETAILS (SPC-4 6.18.5): the status and sense data an EXTENDED COPY of this list
+    """FAILED SEGMENT DETAILS (SPC-3 6.17): the status and sense data an EXTENDED COPY of this list
     identifier ended with.  AVAILABLE DATA 0 when it did not fail; the details are discarded once
     read in full, or when asked for with ALLOCATION LENGTH 0; a copy still running is INVALID FIELD
     IN CDB."""

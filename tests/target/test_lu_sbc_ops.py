@@ -14,25 +14,8 @@ from sanpath.scsi import cdb
 from sanpath.scsi.constants import SenseKey, Status
 from sanpath.scsi.parse import parse_block_limits, parse_read_capacity_16
 from sanpath.scsi.sense import FieldPointer, parse_sense
-from sanpath.target.backstore import MemoryBackstore
-from sanpath.target.lu import LogicalUnit, Nexus, ScsiResult
-
-NAA = bytes.fromhex("6001405abcdef0123456789abcdef012")
-N1 = Nexus("iqn.2026-01.org.example:host1,i,0x400001370000", "iqn.2026-01.org.example:array,t,0x0001", 1, 1)
-BS = 512
-BLOCKS = 16384  # 8 MiB
-ILLEGAL_FIELD = (SenseKey.ILLEGAL_REQUEST, 0x24, 0)
-LBA_OOB = (SenseKey.ILLEGAL_REQUEST, 0x21, 0)
-
-
-def make_lu(**kw: object) -> LogicalUnit:
-    return LogicalUnit(MemoryBackstore(BLOCKS * BS), naa=NAA, serial="SP0002", **kw)  # type: ignore[arg-type]
-
-
-def sense_of(result: ScsiResult) -> tuple[int, int, int]:
-    assert result.status == Status.CHECK_CONDITION
-    s = parse_sense(result.sense)
-    return s.key, s.asc, s.ascq
+from sanpath.target.lu import LogicalUnit
+from tests.target.test_lu_sbc import BLOCKS, BS, ILLEGAL_FIELD, LBA_OOB, N1, make_lu, sense_of
 
 
 def orwrite(lba: int, n: int, flags: int = 0) -> bytes:

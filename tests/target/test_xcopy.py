@@ -23,6 +23,7 @@ N2 = Nexus("iqn.2026-01.org.example:host2,i,0x400001370000", TGT, 1, 1)
 NAA_A, NAA_B = bytes.fromhex("3a00000000000001"), bytes.fromhex("6001405abcdef0123456789abcdef012")
 BLOCKS = 8192  # 4 MiB of 512-byte blocks
 ILLEGAL = SenseKey.ILLEGAL_REQUEST
+GOOD = Status.GOOD
 ABORTED = SenseKey.COPY_ABORTED
 
 
@@ -257,7 +258,8 @@ async def test_copy_status_for_held_lists_only() -> None:
     # another I_T nexus has no such list; a list that is not held (LIST ID USAGE 10b, 11b) is not reported
     assert asc(await results(a, ReceiveCopyResultsAction.COPY_STATUS, list_id=1, nexus=N2)) == (ILLEGAL, 0x24, 0)
     for usage in (0b10, 0b11):
-        assert (await xcopy_(a, params([cdb.b2b_segment(0, 1, 1, 0, 0)], list_id=2, list_id_usage=usage))).status == 0
+        not_held = params([cdb.b2b_segment(0, 1, 1, 0, 0)], list_id=2, list_id_usage=usage)
+        assert (await xcopy_(a, not_held)).status == GOOD
         assert asc(await results(a, ReceiveCopyResultsAction.COPY_STATUS, list_id=2)) == (ILLEGAL, 0x24, 0)
     # the I_T nexus goes: its results go with it
     a.nexus_lost(N1)
@@ -303,7 +305,7 @@ async def test_a_list_identifier_in_use_is_refused() -> None:
 async def test_held_results_are_bounded_and_resets_discard_them() -> None:
     a, _ = array()
     for list_id in range(xcopy.HELD_RESULTS_PER_NEXUS + 4):
-        assert (await xcopy_(a, params([cdb.b2b_segment(0, 1, 1, 0, 0)], list_id=list_id))).status == 0
+        assert (await xcopy_(a, params([cdb.b2b_segment(0, 1, 1, 0, 0)], list_id=list_id))).status == GOOD
     assert asc(await results(a, ReceiveCopyResultsAction.COPY_STATUS, list_id=0)) == (ILLEGAL, 0x24, 0)
     assert (await results(a, ReceiveCopyResultsAction.COPY_STATUS, list_id=19)).status == Status.GOOD
     a.reset("lun")
