@@ -28,7 +28,9 @@ def target() -> None:
               help="Portal to listen on (repeat). Profiles other than portal split the portals between "
                    "controllers A and B: the first half (rounded up) on A, the rest on B, unless each names "
                    "its controller (B=127.0.0.2:3260).")
-@click.option("--lun", "luns", multiple=True, metavar="PATH[:SIZE]|mem:SIZE", help="A LUN (repeat; numbered from 0).")
+@click.option("--lun", "luns", multiple=True, metavar="PATH[:SIZE]|mem:SIZE[,KEY=VALUE...]",
+              help="A LUN (repeat; numbered from 0); options block_size, physical_block_size, read_only, serial "
+                   "(e.g. /srv/lun0.img:10GiB,physical_block_size=4KiB).")
 @click.option("--profile", type=click.Choice(PROFILES), default="portal", show_default=True,
               help="Array family (quick form).")
 @click.option("--owner", default="A", show_default=True, help="Controller owning the LUNs at start (alua, rdac).")

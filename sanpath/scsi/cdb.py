@@ -12,11 +12,16 @@ from collections.abc import Sequence
 
 from sanpath.errors import LocalProtocolError
 from sanpath.scsi.constants import (
+    Association,
+    CodeSet,
+    DesignatorType,
+    ExtendedCopyAction,
     MaintenanceIn,
     Opcode,
     PageControl,
     PrInAction,
     PrOutAction,
+    ReceiveCopyResultsAction,
     ServiceActionIn16,
 )
 
@@ -227,3 +232,54 @@ def prout_parameter_list(
     """Basic PERSISTENT RESERVE OUT parameter list (SPC-4 6.16.3, table 179), 24 bytes."""
     flags = (0x04 if all_tg_pt else 0) | (0x01 if aptpl else 0)
     return struct.pack(">QQ4xBx2x", _check("key", key, 64), _check("sa_key", sa_key, 64), flags)
+
+
+# --- third-party copy (SPC-4 6.4, SPC-3 6.17) -----------------------------------------------------
+_XCOPY_HEADER = struct.Struct(">BBH4xII")
+_B2B_SEGMENT = struct.Struct(">BBHHH2xHQQ")
+CSCD_IDENTIFICATION = 0xE4
+SEGMENT_BLOCK_TO_BLOCK = 0x02
+
+
+def extended_copy(param_len: int) -> bytes:
+    """EXTENDED COPY (LID1) (SPC-4 6.4); pair it with :func:`xcopy_parameter_list`."""
+    return struct.pack(">BB8xIBB", Opcode.EXTENDED_COPY, ExtendedCopyAction.EXTENDED_COPY_LID1,
+                       _check("param_len", param_len, 32), 0, 0)
+
+
+def receive_copy_results(action: ReceiveCopyResultsAction | int, *, list_id: int = 0, alloc: int = 1024) -> bytes:
+    """RECEIVE COPY RESULTS (LID1) (SPC-3 6.17)."""
+    return struct.pack(">BBB7xIBB", Opcode.RECEIVE_COPY_RESULTS, _check("action", action, 5),
+                       _check("list_id", list_id, 8), _check("alloc", alloc, 32), 0, 0)
+
+
+def cscd_identification(naa: bytes, block_length: int) -> bytes:
+    """A CSCD identification descriptor (E4h, SPC-4 6.4.6) naming a block device by its NAA
+    designator (logical unit association, as VPD page 83h reports it): 32 bytes."""
+    if not 0 < len(naa) <= 20:
+        raise LocalProtocolError(f"a CSCD designator holds 1 to 20 bytes, not {len(naa)}")
+    ident = struct.pack(">BBxB", CodeSet.BINARY, Association.LOGICAL_UNIT << 4 | DesignatorType.NAA, len(naa))
+    return (struct.pack(">BBH", CSCD_IDENTIFICATION, 0x00, 0) + ident + naa.ljust(20, b"\0")
+            + struct.pack(">I", _check("block_length", block_length, 24)))  # PAD=0, DISK BLOCK LENGTH
+
+
+def b2b_segment(source: int, destination: int, blocks: int, source_lba: int, destination_lba: int, *,
+                dc: bool = False) -> bytes:
+    """A block device to block device segment descriptor (02h, SPC-4 6.4): ``blocks`` blocks
+    (of the source, or with ``dc`` of the destination) between the CSCD descriptors at indexes
+    ``source`` and ``destination``: 28 bytes."""
+    return _B2B_SEGMENT.pack(SEGMENT_BLOCK_TO_BLOCK, 0x02 if dc else 0, _B2B_SEGMENT.size - 4,
+                             _check("source", source, 16), _check("destination", destination, 16),
+                             _check("blocks", blocks, 16), _check("source_lba", source_lba, 64),
+                             _check("destination_lba", destination_lba, 64))
+
+
+def xcopy_parameter_list(cscds: Sequence[bytes], segments: Sequence[bytes], *, list_id: int = 0,
+                         list_id_usage: int = 0b00) -> bytes:
+    """The EXTENDED COPY (LID1) parameter list (SPC-4 6.4): the 16-byte header, the CSCD
+    descriptors, the segment descriptors; LIST ID USAGE 00b asks the copy manager to hold the results
+    for RECEIVE COPY RESULTS."""
+    cscd_list, segment_list = b"".join(cscds), b"".join(segments)
+    header = _XCOPY_HEADER.pack(_check("list_id", list_id, 8), _check("list_id_usage", list_id_usage, 2) << 3,
+                                _check("cscd list length", len(cscd_list), 16), len(segment_list), 0)
+    return header + cscd_list + segment_list

@@ -1,5 +1,6 @@
 """Response parsers: INQUIRY (standard and VPD 00h/80h/83h/B0h/B2h), READ CAPACITY (10)/(16),
-REPORT LUNS and REPORT TARGET PORT GROUPS, each into a frozen slotted dataclass, plus ``scsi_id``.
+REPORT LUNS, REPORT TARGET PORT GROUPS and RECEIVE COPY RESULTS (COPY STATUS, OPERATING
+PARAMETERS), each into a frozen slotted dataclass, plus ``scsi_id``.
 
 Parsers accept data truncated by the allocation length where the standard allows it and raise
 :class:`RemoteProtocolError` (naming the SPC/SBC section) when a response cannot be decoded.
@@ -142,11 +143,14 @@ class BlockLimits:
     unmap_granularity_alignment_valid: bool
     unmap_granularity_alignment: int
     max_write_same_length: int
+    max_atomic_transfer_length: int = 0  # SBC-4 6.6.4
+    atomic_alignment: int = 0
+    atomic_transfer_length_granularity: int = 0
 
 
 def parse_block_limits(data: bytes | memoryview) -> BlockLimits:
     body = _vpd_body(data, VpdPage.BLOCK_LIMITS).ljust(0x3C, b"\0")
-    f = struct.unpack_from(">BBHIIIIIIIQ", body, 0)
+    f = struct.unpack_from(">BBHIIIIIIIQIII", body, 0)
     return BlockLimits(
         wsnz=bool(f[0] & 1),
         max_compare_and_write_length=f[1],
@@ -160,6 +164,9 @@ def parse_block_limits(data: bytes | memoryview) -> BlockLimits:
         unmap_granularity_alignment_valid=bool(f[9] & 0x80000000),
         unmap_granularity_alignment=f[9] & 0x7FFFFFFF,
         max_write_same_length=f[10],
+        max_atomic_transfer_length=f[11],
+        atomic_alignment=f[12],
+        atomic_transfer_length_granularity=f[13],
     )
 
 
@@ -371,3 +378,47 @@ def parse_lba_status(data: bytes | memoryview) -> list[tuple[int, int, int]]:
         blocks = int.from_bytes(raw[pos + 8 : pos + 12], "big")
         out.append((lba, blocks, raw[pos + 12] & 0x0F))
     return out
+
+
+# --- RECEIVE COPY RESULTS (SPC-3 6.17) -------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class CopyStatus:
+    """COPY STATUS parameter data (SPC-3 6.17): COPY MANAGER STATUS 00h in progress, 01h completed,
+    02h completed with errors."""
+
+    copy_manager_status: int
+    held_data_discarded: bool
+    segments_processed: int
+    transfer_count_units: int  # 00h bytes, 01h KiB ... 06h EiB
+    transfer_count: int
+
+    @property
+    def bytes_transferred(self) -> int:
+        return self.transfer_count << (10 * self.transfer_count_units)
+
+
+def parse_copy_status(data: bytes | memoryview) -> CopyStatus:
+    raw = _need(data, 12, "COPY STATUS data (SPC-3 6.17)")
+    _, status, segments, units, count = struct.unpack_from(">IBHBI", raw)
+    return CopyStatus(status & 0x7F, bool(status & 0x80), segments, units, count)
+
+
+@dataclass(frozen=True, slots=True)
+class CopyOperatingParameters:
+    """OPERATING PARAMETERS parameter data (SPC-3 6.17): what an EXTENDED COPY may hold."""
+
+    max_cscd_descriptors: int
+    max_segment_descriptors: int
+    max_descriptor_list_length: int
+    max_segment_length: int
+    max_inline_data_length: int
+    held_data_limit: int
+    data_segment_granularity: int  # log2 of bytes
+    implemented_descriptors: tuple[int, ...]
+
+
+def parse_copy_operating_parameters(data: bytes | memoryview) -> CopyOperatingParameters:
+    raw = _need(data, 44, "OPERATING PARAMETERS data (SPC-3 6.17)")
+    cscds, segments, list_len, seg_len, inline, held = struct.unpack_from(">HHIIII", raw, 8)
+    return CopyOperatingParameters(cscds, segments, list_len, seg_len, inline, held, raw[37],
+                                   tuple(raw[44 : 44 + raw[43]]))

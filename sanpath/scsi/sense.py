@@ -29,14 +29,18 @@ _DESC_SENSE_KEY_SPECIFIC = 0x02
 @dataclass(frozen=True, slots=True)
 class FieldPointer:
     """Sense-key-specific FIELD POINTER (SPC-4 4.5.2.4.2): which CDB (``cdb=True``) or parameter
-    list byte, and optionally which bit, was invalid."""
+    list byte, and optionally which bit, was invalid.  With the COPY ABORTED sense key the same
+    bytes are a SEGMENT POINTER (SPC-4 4.5.2.4.5): ``segment=True`` (the SD bit) makes the byte
+    relative to the segment descriptor the COMMAND-SPECIFIC INFORMATION names, else to the
+    parameter list (``cdb`` must then be False)."""
 
     byte: int
     bit: int | None = None
     cdb: bool = True
+    segment: bool = False
 
     def encode(self) -> bytes:
-        b0 = 0x80 | (0x40 if self.cdb else 0)
+        b0 = 0x80 | (0x40 if self.cdb else 0) | (0x20 if self.segment else 0)
         if self.bit is not None:
             b0 |= 0x08 | (self.bit & 0x7)
         return bytes((b0,)) + self.byte.to_bytes(2, "big")
@@ -82,12 +86,14 @@ def build_fixed_sense(
     information: int | None = None,
     field_pointer: FieldPointer | None = None,
     deferred: bool = False,
+    command_specific: int = 0,
 ) -> bytes:
     """Fixed-format sense data (SPC-4 4.5.3, table 50), 18 bytes.
 
     ``information`` sets the VALID bit and the 4-byte INFORMATION field (e.g. the miscompare offset
-    of VERIFY / COMPARE AND WRITE, SBC-3 5.3); ``field_pointer`` fills the sense-key-specific bytes
-    15-17 with SKSV set.
+    of VERIFY / COMPARE AND WRITE, SBC-3 5.3); ``command_specific`` is the COMMAND-SPECIFIC
+    INFORMATION field (for EXTENDED COPY, the number of the segment that failed, SPC-4 6.4);
+    ``field_pointer`` fills the sense-key-specific bytes 15-17 with SKSV set.
     """
     buf = bytearray(FIXED_SENSE_LENGTH)
     buf[0] = FIXED_DEFERRED if deferred else FIXED_CURRENT
@@ -96,6 +102,7 @@ def build_fixed_sense(
         buf[0] |= 0x80
         _INFO.pack_into(buf, 3, information & 0xFFFFFFFF)
     buf[7] = FIXED_SENSE_LENGTH - 8
+    _INFO.pack_into(buf, 8, command_specific & 0xFFFFFFFF)
     buf[12] = asc
     buf[13] = ascq
     if field_pointer is not None:
@@ -104,10 +111,13 @@ def build_fixed_sense(
 
 
 def _decode_field_pointer(sks: bytes, key: int) -> FieldPointer | None:
-    if len(sks) < 3 or not sks[0] & 0x80 or key != SenseKey.ILLEGAL_REQUEST:
+    if len(sks) < 3 or not sks[0] & 0x80 or key not in (SenseKey.ILLEGAL_REQUEST, SenseKey.COPY_ABORTED):
         return None
     bit = sks[0] & 0x7 if sks[0] & 0x08 else None
-    return FieldPointer(byte=int.from_bytes(sks[1:3], "big"), bit=bit, cdb=bool(sks[0] & 0x40))
+    byte = int.from_bytes(sks[1:3], "big")
+    if key == SenseKey.COPY_ABORTED:  # a segment pointer (SPC-4 4.5.2.4.5)
+        return FieldPointer(byte=byte, bit=bit, cdb=False, segment=bool(sks[0] & 0x20))
+    return FieldPointer(byte=byte, bit=bit, cdb=bool(sks[0] & 0x40))
 
 
 def parse_sense(data: bytes | memoryview) -> Sense:

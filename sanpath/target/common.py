@@ -70,6 +70,7 @@ class CheckCondition(Exception):
         information: int | None = None,
         field_pointer: FieldPointer | None = None,
         data_out_length: int = 0,
+        command_specific: int = 0,
     ) -> None:
         super().__init__(f"{c.SenseKey(key).name} {asc_pair[0]:02x}h/{asc_pair[1]:02x}h")
         self.key = key
@@ -77,10 +78,16 @@ class CheckCondition(Exception):
         self.information = information
         self.field_pointer = field_pointer
         self.data_out_length = data_out_length
+        self.command_specific = command_specific
 
     def sense(self) -> bytes:
         return build_fixed_sense(
-            self.key, self.asc, self.ascq, information=self.information, field_pointer=self.field_pointer
+            self.key,
+            self.asc,
+            self.ascq,
+            information=self.information,
+            field_pointer=self.field_pointer,
+            command_specific=self.command_specific,
         )
 
 

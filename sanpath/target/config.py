@@ -45,8 +45,15 @@ File format::
     size = "1GiB"
     # or: memory = "512MiB"
     block_size = 512
+    physical_block_size = "4KiB"         # optional: block_size times a power of two (READ CAPACITY (16)
+                                         # LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT); default block_size
     serial = "optional, derived when absent"
     read_only = false
+
+On the command line a LUN is ``PATH``, ``PATH:SIZE`` or ``mem:SIZE``, optionally followed by
+``,KEY=VALUE`` options with the keys of a ``[[target.lun]]`` table: ``block_size``,
+``physical_block_size``, ``serial`` and ``read_only`` (``true``/``false``), e.g.
+``--lun /var/lib/sanpath/lun0.img:10GiB,physical_block_size=4KiB``.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -134,6 +142,11 @@ class LunSpec:
     block_size: int = 512
     serial: str = ""
     read_only: bool = False
+    lbppbe: int = 0  # logical blocks per physical block exponent (SBC-3 5.16.2): physical = block_size << lbppbe
+
+    @property
+    def physical_block_size(self) -> int:
+        return self.block_size << self.lbppbe
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,8 +264,22 @@ def _chap(table: dict[str, Any], where: str) -> ChapSpec:
     return ChapSpec(_get(table, "user", where, str), secret, mutual_user, mutual_secret)
 
 
+MAX_LBPPBE = 15  # the READ CAPACITY (16) field is four bits wide
+
+
+def _lbppbe(key: str, value: str | int, block_size: int) -> int:
+    """``physical_block_size`` -> the LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT (SBC-3 5.16.2)."""
+    physical = parse_size(key, value)
+    ratio, rest = divmod(physical, block_size)
+    if rest or ratio & (ratio - 1) or ratio > 1 << MAX_LBPPBE:
+        raise ConfigError(key, f"{value!r} must be block_size {block_size} times a power of two up to "
+                               f"2^{MAX_LBPPBE} (e.g. 4KiB over 512-byte blocks)")
+    return ratio.bit_length() - 1
+
+
 def _lun(table: dict[str, Any], where: str) -> LunSpec:
-    _only(table, {"id", "path", "size", "memory", "block_size", "serial", "read_only"}, where)
+    _only(table, {"id", "path", "size", "memory", "block_size", "physical_block_size", "serial", "read_only"},
+          where)
     lun_id = _get(table, "id", where, int)
     if not 0 <= lun_id < 16384:
         raise ConfigError(f"{where}.id", f"LUN {lun_id} out of range 0..16383")
@@ -272,8 +299,10 @@ def _lun(table: dict[str, Any], where: str) -> LunSpec:
             raise ConfigError(f"{where}.size", f"{path} does not exist; give a size to create it")
     if size is not None and size % block_size:
         raise ConfigError(f"{where}.size", f"{size} is not a multiple of block_size {block_size}")
+    lbppbe = (_lbppbe(f"{where}.physical_block_size", _get(table, "physical_block_size", where, (str, int)),
+                      block_size) if "physical_block_size" in table else 0)
     return LunSpec(lun_id, path, size, block_size, str(_get(table, "serial", where, str, "")),
-                   bool(_get(table, "read_only", where, bool, False)))
+                   bool(_get(table, "read_only", where, bool, False)), lbppbe)
 
 
 def _target(table: dict[str, Any], where: str) -> TargetSpec:
@@ -396,28 +425,60 @@ def load_config(path: str) -> ServerSpec:
     return parse_config(data)
 
 
+# --lun options: the [[target.lun]] key and how its command-line text becomes the TOML value
+_LUN_OPTIONS: dict[str, Callable[[str, str], Any]] = {
+    "block_size": lambda key, text: parse_size(key, text),
+    "physical_block_size": lambda key, text: text,
+    "serial": lambda key, text: text,
+    "read_only": lambda key, text: _flag(key, text),
+}
+
+
+def _flag(key: str, text: str) -> bool:
+    if text.lower() in ("true", "yes", "1"):
+        return True
+    if text.lower() in ("false", "no", "0"):
+        return False
+    raise ConfigError(key, f"{text!r}: write true or false")
+
+
+def _quick_lun(i: int, text: str) -> LunSpec:
+    """``PATH``, ``PATH:SIZE`` or ``mem:SIZE``, then ``,KEY=VALUE`` options, parsed as a [[target.lun]]
+    table. Options are taken from the end, so a path may itself contain commas."""
+    key = f"--lun[{i}]"
+    table: dict[str, Any] = {"id": i}
+    spec, sep, last = text.rpartition(",")
+    while sep and "=" in last and last.split("=", 1)[0] in _LUN_OPTIONS:
+        name, value = last.split("=", 1)
+        if name in table:
+            raise ConfigError(f"{key}.{name}", "given twice")
+        table[name] = _LUN_OPTIONS[name](f"{key}.{name}", value)
+        text = spec
+        spec, sep, last = text.rpartition(",")
+    if text.startswith("mem:"):
+        table["memory"] = text[4:]
+    else:
+        path, _, size_text = text.rpartition(":") if _SIZE_RE.match(text.rpartition(":")[2] or "x") else (
+            text, "", "")
+        if not size_text and not os.path.exists(path):
+            raise ConfigError(key, f"{path} does not exist; write PATH:SIZE to create it, or mem:SIZE")
+        table["path"] = path
+        if size_text:
+            table["size"] = size_text
+    return _lun(table, key)
+
+
 def quick_config(iqn: str, portals: list[str], luns: list[str], *, profile: str = "portal", owner: str = "A",
                  non_owner_state: str = "non-optimized", iqn_per: str = "portal",
                  implicit_after_commands: int = 0, transition_time: float = 0.0) -> ServerSpec:
     """The quick form: one target, LUNs numbered from 0. Each LUN is PATH, PATH:SIZE (created when
-    missing) or mem:SIZE.
+    missing) or mem:SIZE, optionally followed by ``,KEY=VALUE`` options (see the top of this module).
 
     With the default profile ``portal`` every portal is in one portal group (tag 1). Any other profile
     splits the portals between controllers A and B: a portal may name its controller (``B=127.0.0.2:0``);
     when none does, the first half (rounded up) goes to A and the rest to B (``--portal P1 --portal P2``:
     P1 on A, P2 on B)."""
-    lun_specs = []
-    for i, text in enumerate(luns):
-        key = f"--lun[{i}]"
-        if text.startswith("mem:"):
-            lun_specs.append(LunSpec(i, None, parse_size(key, text[4:])))
-            continue
-        path, _, size_text = text.rpartition(":") if _SIZE_RE.match(text.rpartition(":")[2] or "x") else (
-            text, "", "")
-        size = parse_size(key, size_text) if size_text else None
-        if size is None and not os.path.exists(path):
-            raise ConfigError(key, f"{path} does not exist; write PATH:SIZE to create it, or mem:SIZE")
-        lun_specs.append(LunSpec(i, path, size))
+    lun_specs = [_quick_lun(i, text) for i, text in enumerate(luns)]
     if not portals:
         raise ConfigError("--portal", "at least one portal is required")
     named: list[tuple[str | None, tuple[str, int]]] = []

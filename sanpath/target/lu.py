@@ -1,6 +1,7 @@
 """The logical unit the target server hands each SCSI command to: the opcode dispatch table,
 unit attention bookkeeping (SAM-5 5.14 / SPC-4 5.11), the ALUA access-state gate
-(SPC-4 5.15.2.4) and the persistent reservation check, in front of the SPC and SBC handlers.
+(SPC-4 5.15.2.4) and the reservation check (persistent and SPC-2), in front of the SPC, SBC,
+reservation and copy manager handlers.
 
 ``LogicalUnit.execute`` never raises for a SCSI-level problem: every outcome is a ScsiResult with
 a SAM status and, for CHECK CONDITION, fixed-format sense data.
@@ -9,7 +10,7 @@ a SAM status and, for CHECK CONDITION, fixed-format sense data.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 
@@ -18,14 +19,16 @@ from sanpath.errors import ConfigError
 from sanpath.scsi import constants as c
 from sanpath.scsi.constants import (
     AluaState,
+    ExtendedCopyAction,
     MaintenanceIn,
     Opcode,
     PrInAction,
     PrOutAction,
+    ReceiveCopyResultsAction,
     ServiceActionIn16,
 )
 from sanpath.scsi.sense import build_fixed_sense
-from sanpath.target import pr, sbc, spc
+from sanpath.target import pr, reserve, sbc, spc, xcopy
 from sanpath.target.common import (
     CheckCondition,
     Command,
@@ -89,7 +92,8 @@ _RESET_NAMES = {
 @dataclass(frozen=True, slots=True)
 class CommandInfo:
     """One row of the dispatch table; ``usage`` is the CDB usage data REPORT SUPPORTED OPERATION
-    CODES returns (its length is the CDB length)."""
+    CODES returns (its length is the CDB length). ``reservation_exempt`` commands run although another
+    I_T nexus holds an SPC-2 RESERVE (6)/(10) reservation (SPC-2 5.5.1); all others conflict."""
 
     opcode: int
     name: str
@@ -101,6 +105,7 @@ class CommandInfo:
     ua_exempt: bool = False
     writes: bool = False
     thin_only: bool = False
+    reservation_exempt: bool = False
 
 
 def _u(*b: int) -> bytes:
@@ -123,6 +128,7 @@ COMMANDS: tuple[CommandInfo, ...] = (
         _u(0x03, 0x01, 0, 0, 0xFF, 0),
         alua=AluaGate.ANY,
         ua_exempt=True,
+        reservation_exempt=True,
     ),
     CommandInfo(Opcode.READ_6, "READ (6)", sbc.read, _u(0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0), access=Access.READ),
     CommandInfo(
@@ -140,6 +146,11 @@ COMMANDS: tuple[CommandInfo, ...] = (
         _u(0x12, 0x01, 0xFF, 0xFF, 0xFF, 0),
         alua=AluaGate.ANY,
         ua_exempt=True,
+        reservation_exempt=True,
+    ),
+    CommandInfo(Opcode.RESERVE_6, "RESERVE (6)", reserve.reserve, _u(0x16, 0, 0, 0, 0, 0)),
+    CommandInfo(
+        Opcode.RELEASE_6, "RELEASE (6)", reserve.release, _u(0x17, 0, 0, 0, 0, 0), reservation_exempt=True
     ),
     CommandInfo(
         Opcode.MODE_SENSE_6,
@@ -165,12 +176,26 @@ COMMANDS: tuple[CommandInfo, ...] = (
     ),
     CommandInfo(Opcode.VERIFY_10, "VERIFY (10)", sbc.verify, _u(0x2F, 0x16, *_RW10), access=Access.READ),
     CommandInfo(
+        Opcode.PRE_FETCH_10,
+        "PRE-FETCH (10)",
+        sbc.pre_fetch,
+        _u(0x34, 0x02, *_FF4, 0x1F, 0xFF, 0xFF, 0),
+        access=Access.READ,
+    ),
+    CommandInfo(
         Opcode.SYNCHRONIZE_CACHE_10,
         "SYNCHRONIZE CACHE (10)",
         sbc.synchronize_cache,
         _u(0x35, 0x02, *_RW10),
         access=Access.WRITE,
         writes=True,
+    ),
+    CommandInfo(
+        Opcode.READ_DEFECT_DATA_10,
+        "READ DEFECT DATA (10)",
+        sbc.read_defect_data,
+        _u(0x37, 0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0),
+        access=Access.READ,
     ),
     CommandInfo(
         Opcode.WRITE_SAME_10,
@@ -188,6 +213,14 @@ COMMANDS: tuple[CommandInfo, ...] = (
         access=Access.WRITE,
         writes=True,
         thin_only=True,
+    ),
+    CommandInfo(Opcode.RESERVE_10, "RESERVE (10)", reserve.reserve, _u(0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0)),
+    CommandInfo(
+        Opcode.RELEASE_10,
+        "RELEASE (10)",
+        reserve.release,
+        _u(0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+        reservation_exempt=True,
     ),
     CommandInfo(
         Opcode.MODE_SENSE_10,
@@ -219,6 +252,29 @@ COMMANDS: tuple[CommandInfo, ...] = (
         for sa in PrOutAction
         if sa != PrOutAction.REGISTER_AND_MOVE
     ),
+    CommandInfo(
+        Opcode.EXTENDED_COPY,
+        "EXTENDED COPY (LID1)",
+        xcopy.extended_copy,
+        _u(0x83, _SA, 0, 0, 0, 0, 0, 0, 0, 0, *_FF4, 0, 0),
+        service_action=ExtendedCopyAction.EXTENDED_COPY_LID1,
+        access=Access.WRITE,  # SPC-4 5.12.1: conflicts as a write does; the copy targets are checked too
+        writes=True,
+    ),
+    *(
+        CommandInfo(
+            Opcode.RECEIVE_COPY_RESULTS,
+            f"RECEIVE COPY RESULTS ({sa.name})",
+            handler,
+            _u(0x84, _SA, 0xFF, 0, 0, 0, 0, 0, 0, 0, *_FF4, 0, 0),
+            service_action=sa,
+        )
+        for sa, handler in (
+            (ReceiveCopyResultsAction.COPY_STATUS, xcopy.copy_status),
+            (ReceiveCopyResultsAction.OPERATING_PARAMETERS, xcopy.operating_parameters),
+            (ReceiveCopyResultsAction.FAILED_SEGMENT_DETAILS, xcopy.failed_segment_details),
+        )
+    ),
     CommandInfo(Opcode.READ_16, "READ (16)", sbc.read, _u(0x88, 0x18, *_RW16), access=Access.READ),
     CommandInfo(
         Opcode.COMPARE_AND_WRITE,
@@ -232,6 +288,9 @@ COMMANDS: tuple[CommandInfo, ...] = (
         Opcode.WRITE_16, "WRITE (16)", sbc.write, _u(0x8A, 0x18, *_RW16), access=Access.WRITE, writes=True
     ),
     CommandInfo(
+        Opcode.ORWRITE_16, "ORWRITE (16)", sbc.orwrite, _u(0x8B, 0x18, *_RW16), access=Access.WRITE, writes=True
+    ),
+    CommandInfo(
         Opcode.WRITE_AND_VERIFY_16,
         "WRITE AND VERIFY (16)",
         sbc.write_and_verify,
@@ -240,6 +299,13 @@ COMMANDS: tuple[CommandInfo, ...] = (
         writes=True,
     ),
     CommandInfo(Opcode.VERIFY_16, "VERIFY (16)", sbc.verify, _u(0x8F, 0x16, *_RW16), access=Access.READ),
+    CommandInfo(
+        Opcode.PRE_FETCH_16,
+        "PRE-FETCH (16)",
+        sbc.pre_fetch,
+        _u(0x90, 0x02, *_FF8, *_FF4, 0x1F, 0),
+        access=Access.READ,
+    ),
     CommandInfo(
         Opcode.SYNCHRONIZE_CACHE_16,
         "SYNCHRONIZE CACHE (16)",
@@ -253,6 +319,14 @@ COMMANDS: tuple[CommandInfo, ...] = (
         "WRITE SAME (16)",
         sbc.write_same,
         _u(0x93, 0x19, *_RW16),
+        access=Access.WRITE,
+        writes=True,
+    ),
+    CommandInfo(
+        Opcode.WRITE_ATOMIC_16,
+        "WRITE ATOMIC (16)",
+        sbc.write_atomic,
+        _u(0x9C, 0x18, *_FF8, 0, 0, 0xFF, 0xFF, 0, 0),
         access=Access.WRITE,
         writes=True,
     ),
@@ -278,6 +352,7 @@ COMMANDS: tuple[CommandInfo, ...] = (
         _u(0xA0, 0, 0xFF, 0, 0, 0, *_FF4, 0, 0),
         alua=AluaGate.ANY,
         ua_exempt=True,
+        reservation_exempt=True,
     ),
     CommandInfo(
         Opcode.MAINTENANCE_IN,
@@ -286,6 +361,7 @@ COMMANDS: tuple[CommandInfo, ...] = (
         _u(0xA3, 0xE0 | _SA, 0, 0, 0, 0, *_FF4, 0, 0),
         service_action=MaintenanceIn.REPORT_TARGET_PORT_GROUPS,
         alua=AluaGate.ANY,
+        reservation_exempt=True,
     ),
     CommandInfo(
         Opcode.MAINTENANCE_IN,
@@ -294,6 +370,7 @@ COMMANDS: tuple[CommandInfo, ...] = (
         _u(0xA3, _SA, 0x87, 0xFF, 0xFF, 0xFF, *_FF4, 0, 0),
         service_action=MaintenanceIn.REPORT_SUPPORTED_OPERATION_CODES,
         alua=AluaGate.ANY,
+        reservation_exempt=True,
     ),
     CommandInfo(Opcode.READ_12, "READ (12)", sbc.read, _u(0xA8, 0x18, *_RW12), access=Access.READ),
     CommandInfo(
@@ -308,6 +385,13 @@ COMMANDS: tuple[CommandInfo, ...] = (
         writes=True,
     ),
     CommandInfo(Opcode.VERIFY_12, "VERIFY (12)", sbc.verify, _u(0xAF, 0x16, *_RW12), access=Access.READ),
+    CommandInfo(
+        Opcode.READ_DEFECT_DATA_12,
+        "READ DEFECT DATA (12)",
+        sbc.read_defect_data,
+        _u(0xB7, 0x1F, *_FF4, *_FF4, 0, 0),
+        access=Access.READ,
+    ),
 )
 """Everything sanpath's LU implements; any other opcode is INVALID COMMAND OPERATION CODE."""
 
@@ -379,9 +463,13 @@ class LogicalUnit:
         ua_on_new_nexus: bool = True,
         implicit_transition_time: int = 0,
         profile: LuProfile | None = None,
+        lbppbe: int = 0,
+        copy_targets: Callable[[], Iterable[LogicalUnit]] | None = None,
     ) -> None:
         if not serial or not serial.isascii() or not serial.isprintable():
             raise ConfigError("lu.serial", f"{serial!r}: need a non-empty printable ASCII unit serial number")
+        if not 0 <= lbppbe <= 15:
+            raise ConfigError("lu.lbppbe", f"{lbppbe}: the logical blocks per physical block exponent is 0..15")
         self.backstore = backstore
         self.naa = _check_naa(naa)
         self.serial = serial
@@ -397,8 +485,11 @@ class LogicalUnit:
         self.implicit_transition_time = implicit_transition_time
         self.block_size = backstore.block_size
         self.num_blocks = backstore.size // backstore.block_size
+        self.lbppbe = lbppbe  # READ CAPACITY (16): 2^lbppbe logical blocks per physical block
         self.ranges = RangeLock()
         self.pr = PrState()
+        # the copy manager (EXTENDED COPY) reaches these LUs, by their NAA designators; by default only itself
+        self.copy_manager = xcopy.CopyManager(copy_targets or (lambda: (self,)))
         self.profile = profile or LuProfile()
         self.command_table = tuple(i for i in (*COMMANDS, *self.profile.commands) if thin or not i.thin_only)
         sa_opcodes = {i.opcode for i in self.command_table if i.service_action is not None}
@@ -439,15 +530,21 @@ class LogicalUnit:
             self.queue_ua(nexus.key, c.POWER_ON_RESET_OR_BUS_DEVICE_RESET)
 
     def nexus_lost(self, nexus: Nexus) -> None:
-        """The I_T nexus is gone (session closed or dropped): it will see I_T NEXUS LOSS OCCURRED
-        (29h/07h) if it returns.  Persistent reservations are untouched (SPC-4 5.12.9)."""
-        self._ua[nexus.key] = [c.I_T_NEXUS_LOSS_OCCURRED]
+        """The I_T nexus is gone (session closed or dropped): an SPC-2 reservation it held is released
+        (SPC-2 5.5.1) and its copy results are discarded; with ``ua_on_new_nexus`` it will see I_T
+        NEXUS LOSS OCCURRED (29h/07h) if it returns.  Persistent reservations are untouched
+        (SPC-4 5.12.9)."""
+        self.pr.release_reserve(nexus.key)
+        self.copy_manager.forget(nexus.key)
+        if self.ua_on_new_nexus:
+            self._ua[nexus.key] = [c.I_T_NEXUS_LOSS_OCCURRED]
 
     def reset(self, reason: ResetReason | str = ResetReason.LOGICAL_UNIT_RESET) -> None:
         """LOGICAL UNIT RESET / TARGET WARM or COLD RESET (SAM-5 6.3): replace every I_T nexus's
         pending unit attentions with the reset's 29h/xxh.  Aborting tasks is the target layer's
-        job; persistent reservations survive; there is no mode data to restore.  ``reason`` may
-        also be one of the short names "lun", "target", "target_cold", "power_on"."""
+        job; persistent reservations survive, an SPC-2 reservation does not (SPC-2 5.5.1), nor do held
+        copy results; there is no mode data to restore.  ``reason`` may also be one of the short
+        names "lun", "target", "target_cold", "power_on"."""
         if isinstance(reason, str):
             try:
                 reason = _RESET_NAMES[reason]
@@ -457,6 +554,8 @@ class LogicalUnit:
                 ) from None
         for key in self._known | set(self._ua):
             self._ua[key] = [reason.value]
+        self.pr.release_reserve()
+        self.copy_manager.forget()
 
     async def close(self) -> None:
         """Flush and close the backstore (the LU is unusable afterwards)."""
@@ -511,7 +610,7 @@ class LogicalUnit:
                 gate = _ALUA_NOT_READY.get(self._alua_state(nexus))
                 if gate is not None and info.alua < gate[0]:
                     raise CheckCondition(c.SenseKey.NOT_READY, gate[1])
-            self.pr.check_access(key, info.access)
+            self.pr.check_access(key, info.access, info.reservation_exempt)
             return await info.handler(self, Command(nexus, cdb, data_out))
         except CheckCondition as exc:
             return ScsiResult(

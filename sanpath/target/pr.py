@@ -5,6 +5,10 @@ SBC-3 4.17).
 
 Registrations are per I_T nexus (ALL_TG_PT and SPEC_I_PT are not supported), nothing persists
 across power loss (APTPL is not supported), and reservations have LU scope.
+
+The state also holds the SPC-2 reservation of RESERVE (6)/(10) (``reserved_by``; the commands are
+in sanpath.target.reserve): while it is held every PERSISTENT RESERVE IN and OUT conflicts, from
+any I_T nexus (SPC-2 5.5.1).
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ class PrState:
     generation: int = 0
     registrations: dict[NexusKey, Registration] = field(default_factory=dict)
     reservation: Reservation | None = None
+    reserved_by: NexusKey | None = None  # the I_T nexus holding an SPC-2 RESERVE (6)/(10) reservation
 
     def is_holder(self, key: NexusKey) -> bool:
         res = self.reservation
@@ -86,9 +91,13 @@ class PrState:
             return key in self.registrations
         return res.holder == key
 
-    def check_access(self, key: NexusKey, access: Access) -> None:
-        """Raise ReservationConflict when ``access`` from this I_T nexus conflicts with the
-        persistent reservation (SPC-4 5.12.1 / SBC-3 4.17, types of table 169)."""
+    def check_access(self, key: NexusKey, access: Access, reservation_exempt: bool = False) -> None:
+        """Raise ReservationConflict when a command from this I_T nexus conflicts with an SPC-2
+        reservation another I_T nexus holds (every command but the ``reservation_exempt`` ones,
+        SPC-2 5.5.1), or when ``access`` conflicts with the persistent reservation (SPC-4 5.12.1 /
+        SBC-3 4.17, types of table 169)."""
+        if self.reserved_by is not None and self.reserved_by != key and not reservation_exempt:
+            raise ReservationConflict
         res = self.reservation
         if res is None or access == Access.ALLOWED or self.is_holder(key):
             return
@@ -102,6 +111,13 @@ class PrState:
             return
         if access == Access.WRITE or res.pr_type in _EXCLUSIVE_ACCESS:
             raise ReservationConflict
+
+    def release_reserve(self, key: NexusKey | None = None) -> None:
+        """End the SPC-2 reservation when ``key`` holds it (RELEASE, the holder's I_T nexus loss), or
+        whoever holds it (a reset, SPC-2 5.5.1).  Registrations and persistent reservations stay
+        (SPC-4 5.12.9)."""
+        if key is None or self.reserved_by == key:
+            self.reserved_by = None
 
     def _remove(self, lu: LogicalUnit, key: NexusKey) -> None:
         """Drop one registration and release the reservation when that ends it (SPC-4 5.12.11.2.3)."""
@@ -133,6 +149,8 @@ async def persistent_reserve_in(lu: LogicalUnit, cmd: Command) -> ScsiResult:
     action = cmd.cdb[1] & 0x1F
     alloc = cmd.u16(7)
     st = lu.pr
+    if st.reserved_by is not None:
+        raise ReservationConflict  # SPC-2 5.5.1: any PERSISTENT RESERVE IN conflicts with a RESERVE
     if action == PrInAction.READ_KEYS:
         keys = b"".join(struct.pack(">Q", r.key) for r in st.registrations.values())
         data = struct.pack(">II", st.generation, len(keys)) + keys
@@ -144,8 +162,9 @@ async def persistent_reserve_in(lu: LogicalUnit, cmd: Command) -> ScsiResult:
             rk = 0 if res.pr_type in _ALL_REGISTRANTS else st.registrations[res.holder].key
             data = struct.pack(">IIQ4xxBxx", st.generation, 16, rk, (c.PR_SCOPE_LU << 4) | res.pr_type)
     elif action == PrInAction.REPORT_CAPABILITIES:
-        # CRH=0, SIP_C=0, ATP_C=0, PTPL_C=0; TMV=1 (type mask valid), ALLOW COMMANDS 000b
-        data = struct.pack(">HBB", 8, 0x00, 0x80) + _TYPE_MASK + bytes(2)
+        # CRH=1 (RESERVE/RELEASE follow SPC-4 5.12.3, sanpath.target.reserve), SIP_C=0, ATP_C=0,
+        # PTPL_C=0; TMV=1 (type mask valid), ALLOW COMMANDS 000b
+        data = struct.pack(">HBB", 8, 0x10, 0x80) + _TYPE_MASK + bytes(2)
     elif action == PrInAction.READ_FULL_STATUS:
         body = bytearray()
         for nkey, reg in st.registrations.items():
@@ -174,6 +193,8 @@ async def persistent_reserve_out(lu: LogicalUnit, cmd: Command) -> ScsiResult:
     action = cmd.cdb[1] & 0x1F
     scope, pr_type = cmd.cdb[2] >> 4, cmd.cdb[2] & 0x0F
     plen = cmd.u32(5)
+    if lu.pr.reserved_by is not None:
+        raise ReservationConflict  # SPC-2 5.5.1: any PERSISTENT RESERVE OUT conflicts with a RESERVE
     if action == PrOutAction.REGISTER_AND_MOVE or action > PrOutAction.REGISTER_AND_MOVE:
         raise invalid_field(1, 4)
     if plen != PROUT_PARAMETER_LENGTH:

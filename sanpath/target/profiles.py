@@ -133,6 +133,7 @@ class Array:
         return LogicalUnit(backstore, naa=lun_naa(serial), serial=serial, port_groups=lambda: self.port_groups(lun.id),
                            alua_state=lambda tpg_id: self.alua_state_through(lun.id, tpg_id),
                            read_only=lun.read_only, luns=lambda: sorted(self.luns), ua_on_new_nexus=False,
+                           lbppbe=lun.lbppbe, copy_targets=self.luns.values,
                            implicit_transition_time=min(255, round(self.spec.transition_time + 0.49)),
                            profile=profile, vendor=vendor, product=product)
 

@@ -1,8 +1,10 @@
 """SBC-3 block commands: READ/WRITE (6/10/12/16), WRITE AND VERIFY, VERIFY, SYNCHRONIZE CACHE,
-READ CAPACITY (10)/(16), GET LBA STATUS, UNMAP, WRITE SAME (10)/(16) and COMPARE AND WRITE.
+READ CAPACITY (10)/(16), GET LBA STATUS, UNMAP, WRITE SAME (10)/(16), COMPARE AND WRITE, ORWRITE (16),
+PRE-FETCH (10)/(16), READ DEFECT DATA (10)/(12), and SBC-4's WRITE ATOMIC (16).
 
 Every handler takes the LogicalUnit and the Command and returns a ScsiResult or raises
-CheckCondition.  Writes hold the LU's LBA range lock so COMPARE AND WRITE is atomic against them.
+CheckCondition.  Writes hold the LU's LBA range lock so COMPARE AND WRITE, ORWRITE and WRITE ATOMIC
+are atomic against them.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ class SbcLimits:
     max_unmap_descriptors: int = 256
     optimal_unmap_granularity: int = 1
     max_write_same_blocks: int = 1 << 20
+    # WRITE ATOMIC (16): 512 blocks of 512 bytes is the file backstore's inline write (one pwrite on the
+    # event loop, see FileBackstore.INLINE_IO_MAX); iscsi-test-cu writes up to 256 blocks atomically
+    max_atomic_transfer_blocks: int = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +80,17 @@ _LAYOUTS: dict[int, _Layout] = {
         for op in (
             Opcode.READ_16,
             Opcode.WRITE_16,
+            Opcode.ORWRITE_16,
             Opcode.VERIFY_16,
             Opcode.WRITE_AND_VERIFY_16,
+            Opcode.PRE_FETCH_16,
             Opcode.SYNCHRONIZE_CACHE_16,
             Opcode.WRITE_SAME_16,
         )
     },
+    Opcode.PRE_FETCH_10: _Layout((2, 4), (7, 2)),
     Opcode.COMPARE_AND_WRITE: _Layout((2, 8), (13, 1)),
+    Opcode.WRITE_ATOMIC_16: _Layout((2, 8), (12, 2)),
 }
 
 
@@ -241,11 +250,12 @@ async def read_capacity_10(lu: LogicalUnit, cmd: Command) -> ScsiResult:
 
 
 async def read_capacity_16(lu: LogicalUnit, cmd: Command) -> ScsiResult:
-    """READ CAPACITY (16), SBC-3 5.16: adds LBPME (thin provisioning) and LBPRZ (unmapped blocks
-    read as zero)."""
+    """READ CAPACITY (16), SBC-3 5.16: adds LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT (the LU's
+    physical block, e.g. 3 for 4 KiB under 512-byte blocks), LBPME (thin provisioning) and LBPRZ
+    (unmapped blocks read as zero)."""
     alloc = cmd.u32(10)
     b14 = 0xC0 if lu.thin else 0x00  # LBPME | LBPRZ; lowest aligned LBA 0
-    data = struct.pack(">QIBBBB", lu.num_blocks - 1, lu.block_size, 0, 0, b14, 0) + bytes(16)
+    data = struct.pack(">QIBBBB", lu.num_blocks - 1, lu.block_size, 0, lu.lbppbe, b14, 0) + bytes(16)
     return ScsiResult(GOOD, alloc_trim(data, alloc))
 
 
@@ -403,3 +413,103 @@ async def compare_and_write(lu: LogicalUnit, cmd: Command) -> ScsiResult:
             raise _miscompare(off)
         await lu.backstore.write(lba * bs, view[n * bs :], fua=fua)
     return ScsiResult(GOOD, data_out_length=expected)
+
+
+# --- ORWRITE / WRITE ATOMIC ------------------------------------------------------------------
+async def orwrite(lu: LogicalUnit, cmd: Command) -> ScsiResult:
+    """ORWRITE (16) (SBC-3): the medium becomes the bitwise OR of its data and the Data-Out, read
+    and written under the range lock (atomic against other writers).  ORPROTECT must be zero; DPO is
+    accepted, FUA=1 writes through.  Whole blocks of Data-Out are used, as for WRITE."""
+    _check_protect(cmd)
+    lba, n, lbyte = _lba_and_length(cmd)
+    _check_transfer(lu, n, lbyte)
+    check_lba_range(lu, lba, n)
+    _check_writable(lu)
+    bs = lu.block_size
+    expected = n * bs
+    whole = min(len(cmd.data_out), expected) // bs * bs
+    if whole:
+        async with lu.ranges.hold(lba, n):
+            current = await lu.backstore.read(lba * bs, whole)
+            merged = int.from_bytes(current, "little") | int.from_bytes(cmd.data_out[:whole], "little")
+            await lu.backstore.write(lba * bs, merged.to_bytes(whole, "little"), fua=bool(cmd.cdb[1] & 0x08))
+    return ScsiResult(GOOD, data_out_length=expected)
+
+
+@dataclass(frozen=True, slots=True)
+class AtomicLimits:
+    """The Block Limits VPD page's atomic fields (SBC-4 6.6.4): MAXIMUM ATOMIC TRANSFER LENGTH,
+    ATOMIC ALIGNMENT and ATOMIC TRANSFER LENGTH GRANULARITY, in logical blocks (0: no constraint)."""
+
+    max_transfer: int
+    alignment: int
+    granularity: int
+
+
+def atomic_limits(lu: LogicalUnit) -> AtomicLimits:
+    """Atomic writes are whole physical blocks: with 2^LBPPBE > 1 logical blocks per physical block
+    they must start on one and cover whole ones."""
+    per_physical = 1 << lu.lbppbe
+    step = per_physical if per_physical > 1 else 0
+    most = max(lu.limits.max_atomic_transfer_blocks // per_physical, 1) * per_physical
+    return AtomicLimits(min(most, lu.limits.max_transfer_blocks), step, step)
+
+
+async def write_atomic(lu: LogicalUnit, cmd: Command) -> ScsiResult:
+    """WRITE ATOMIC (16) (SBC-4): the blocks are written whole or not at all, under the range lock,
+    so no other writer interleaves (and on the event loop no reader sees half of it, as long as the
+    backstore writes inline: see SbcLimits.max_atomic_transfer_blocks).  TRANSFER LENGTH beyond the
+    MAXIMUM ATOMIC TRANSFER LENGTH, or not a multiple of the granularity, and an LBA off the alignment
+    are INVALID FIELD IN CDB; ATOMIC BOUNDARY must be zero (MAXIMUM ATOMIC BOUNDARY SIZE is 0); the
+    Data-Out must be exactly TRANSFER LENGTH blocks."""
+    _check_protect(cmd)
+    lba, n, lbyte = _lba_and_length(cmd)
+    if cmd.u16(10):
+        raise invalid_field(10)
+    limits = atomic_limits(lu)
+    if n > limits.max_transfer or (limits.granularity and n % limits.granularity):
+        raise invalid_field(lbyte)
+    if limits.alignment and lba % limits.alignment:
+        raise invalid_field(2)
+    check_lba_range(lu, lba, n)
+    _check_writable(lu)
+    bs = lu.block_size
+    if len(cmd.data_out) != n * bs:
+        raise invalid_field(lbyte)
+    if n:
+        async with lu.ranges.hold(lba, n):
+            await lu.backstore.write(lba * bs, memoryview(cmd.data_out), fua=bool(cmd.cdb[1] & 0x08))
+    return ScsiResult(GOOD, data_out_length=n * bs)
+
+
+# --- PRE-FETCH / READ DEFECT DATA ------------------------------------------------------------
+async def pre_fetch(lu: LogicalUnit, cmd: Command) -> ScsiResult:
+    """PRE-FETCH (10)/(16) (SBC-3): the range is checked (PREFETCH LENGTH 0 runs to the last
+    LBA) and nothing is read: the LU has no cache of its own (a file backstore's is the host's page
+    cache).  GOOD, not CONDITION MET, says exactly that: not every block was put in a cache.  IMMED and
+    the group number are accepted."""
+    lba, n, _ = _lba_and_length(cmd)
+    if n == 0:
+        if lba >= lu.num_blocks:
+            raise lba_out_of_range()
+        n = lu.num_blocks - lba
+    check_lba_range(lu, lba, n)
+    return ScsiResult(GOOD)
+
+
+# DEFECT LIST FORMAT (SBC-3): short block, long block, bytes from index, physical sector, vendor specific
+_DEFECT_LIST_FORMATS = frozenset({0b000, 0b011, 0b100, 0b101, 0b110})
+
+
+async def read_defect_data(lu: LogicalUnit, cmd: Command) -> ScsiResult:
+    """READ DEFECT DATA (10)/(12) (SBC-3): a virtual disk has no defects, so both the primary
+    (PLIST) and grown (GLIST) lists are empty; each requested one is reported valid, in the requested
+    format.  A reserved format is INVALID FIELD IN CDB."""
+    ten = cmd.cdb[0] == Opcode.READ_DEFECT_DATA_10
+    flags_byte = 2 if ten else 1
+    flags = cmd.cdb[flags_byte] & 0x1F  # REQ_PLIST, REQ_GLIST, DEFECT LIST FORMAT
+    if flags & 0x07 not in _DEFECT_LIST_FORMATS:
+        raise invalid_field(flags_byte, 2)
+    # header: PLISTV / GLISTV / format in byte 1, then DEFECT LIST LENGTH 0 (2 bytes, or 4 after a reserved pair)
+    header = struct.pack(">xBH", flags, 0) if ten else struct.pack(">xBxxI", flags, 0)
+    return ScsiResult(GOOD, alloc_trim(header, cmd.u16(7) if ten else cmd.u32(6)))

@@ -121,15 +121,18 @@ class TargetSession(TargetCore):
                     await s.abort_tasks([t for t in s.tasks.values() if s.target.luns.get(t.lun) is lu])
                 await self.target.server.drain(lu)
                 lu.reset("lun")
-        elif fn == TaskFunction.TARGET_WARM_RESET:
+        elif fn in (TaskFunction.TARGET_WARM_RESET, TaskFunction.TARGET_COLD_RESET):
             await self._abort_where(self.target.sessions(), lambda t: True)
             for lu in self.target.luns.values():
-                lu.reset("target")
+                lu.reset("target" if fn == TaskFunction.TARGET_WARM_RESET else "target_cold")
         elif fn == TaskFunction.TASK_REASSIGN:
             response = TaskResponse.REASSIGNMENT_NOT_SUPPORTED
         else:
             response = TaskResponse.NOT_SUPPORTED
         self.tmf_response(req, response)
+        if fn == TaskFunction.TARGET_COLD_RESET:  # RFC 7143 §11.5.1: then every connection of the target goes
+            for s in self.target.sessions():
+                s.close()
 
     async def _abort_where(self, sessions: list[TargetSession], match: Callable[[Task], bool]) -> None:
         for s in sessions:
@@ -151,6 +154,8 @@ class TargetSession(TargetCore):
         """The connection is gone: at ErrorRecoveryLevel 0 every task of the session ends with it. Returns
         (logical unit, task) for the tasks still unwinding (a backend write in a thread finishes first)."""
         self.closed = True
+        for lu in self.target.luns.values():
+            lu.nexus_lost(self.nexus)
         runners: list[tuple[object, asyncio.Task[None]]] = []
         for task in list(self.tasks.values()):
             if task.runner is not None:

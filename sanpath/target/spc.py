@@ -21,6 +21,7 @@ from sanpath.target.common import (
     alloc_trim,
     invalid_field,
 )
+from sanpath.target.sbc import atomic_limits
 
 if TYPE_CHECKING:
     from sanpath.target.lu import CommandInfo, LogicalUnit
@@ -51,14 +52,15 @@ def _ascii_field(text: str, width: int) -> bytes:
 def standard_inquiry(lu: LogicalUnit) -> bytes:
     """Standard INQUIRY data (SPC-4 6.6.2), 74 bytes: SPC-4 (VERSION 06h), HISUP, response data
     format 2, TPGS from the LU's profile (01b by default: implicit ALUA only; 11b for the alua
-    profile with SET TARGET PORT GROUPS; 00b for rdac), MULTIP=1, CMDQUE=1, and version descriptors SAM-5, iSCSI, SPC-4,
-    SBC-3 (SBC-3 tells iscsi-test-cu to run its SBC-3 checks)."""
+    profile with SET TARGET PORT GROUPS; 00b for rdac), 3PC=1 (EXTENDED COPY, sanpath.target.xcopy),
+    MULTIP=1, CMDQUE=1, and version descriptors SAM-5, iSCSI, SPC-4, SBC-3 (SBC-3 tells
+    iscsi-test-cu to run its SBC-3 checks)."""
     data = bytearray(74)
     data[0] = c.PeripheralDeviceType.DIRECT_ACCESS
     data[2] = 0x06
     data[3] = 0x10 | 0x02
     data[4] = len(data) - 5
-    data[5] = lu.profile.tpgs << 4
+    data[5] = lu.profile.tpgs << 4 | 0x08  # TPGS, 3PC
     data[6] = 0x10
     data[7] = 0x02
     data[8:16] = _ascii_field(lu.vendor, 8)
@@ -151,19 +153,23 @@ def _vpd_device_identification(lu: LogicalUnit, cmd: Command) -> bytes:
 
 
 def _vpd_block_limits(lu: LogicalUnit, cmd: Command) -> bytes:
-    """Block limits (SBC-3 6.5.3), page length 3Ch.  WSNZ=0: WRITE SAME with 0 blocks runs to the
-    end.  Unmap limits are zero when the LU is not thin provisioned (LBPU=0)."""
+    """Block limits (SBC-3 6.5.3, the atomic fields of SBC-4 6.6.4), page length 3Ch.  WSNZ=0: WRITE
+    SAME with 0 blocks runs to the end.  The physical block is the optimal transfer and unmap
+    granularity.  Unmap limits are zero when the LU is not thin provisioned (LBPU=0).  Atomic writes:
+    see sbc.atomic_limits; no atomic boundaries (the last two fields are zero)."""
     lim = lu.limits
+    per_physical = 1 << lu.lbppbe
     unmap_lbas, unmap_descs, gran = (
-        (lim.max_unmap_lba_count, lim.max_unmap_descriptors, lim.optimal_unmap_granularity)
+        (lim.max_unmap_lba_count, lim.max_unmap_descriptors, max(lim.optimal_unmap_granularity, per_physical))
         if lu.thin
         else (0, 0, 0)
     )
+    atomic = atomic_limits(lu)
     body = struct.pack(
-        ">BBHIIIIIIIQI",
+        ">BBHIIIIIIIQIII",
         0,  # WSNZ=0
         lim.max_compare_and_write_blocks,
-        1,  # optimal transfer length granularity
+        per_physical,  # optimal transfer length granularity
         lim.max_transfer_blocks,
         lim.optimal_transfer_blocks,
         0,  # maximum prefetch length
@@ -172,7 +178,9 @@ def _vpd_block_limits(lu: LogicalUnit, cmd: Command) -> bytes:
         gran,
         0,  # UGAVALID=0
         lim.max_write_same_blocks,
-        0,  # maximum atomic transfer length
+        atomic.max_transfer,
+        atomic.alignment,
+        atomic.granularity,
     )
     return body.ljust(0x3C, b"\0")
 

@@ -76,3 +76,24 @@ def test_persistent_reserve() -> None:
     assert out == bytes.fromhex("5f 01 03 0000 00000018 00")
     params = cdb.prout_parameter_list(key=1, sa_key=2, aptpl=True)
     assert len(params) == 24 and params[7] == 1 and params[15] == 2 and params[20] == 1
+
+
+def test_extended_copy_and_receive_copy_results() -> None:
+    assert cdb.extended_copy(0x1234) == bytes.fromhex("83 00 0000000000000000 00001234 00 00")
+    assert cdb.receive_copy_results(3, list_id=7, alloc=512) == bytes.fromhex("84 03 07 00000000000000 00000200 00 00")
+    with pytest.raises(LocalProtocolError):
+        cdb.receive_copy_results(3, list_id=256)
+
+
+def test_xcopy_parameter_list_layout() -> None:
+    naa = bytes.fromhex("3a00000000000001")
+    cscd = cdb.cscd_identification(naa, 4096)
+    assert len(cscd) == 32 and cscd[:4] == bytes((0xE4, 0, 0, 0))
+    assert cscd[4:8] == bytes((0x01, 0x03, 0x00, 8)) and cscd[8:16] == naa and cscd[16:28] == bytes(12)
+    assert cscd[28:] == bytes((0, 0, 0x10, 0))  # PAD 0, DISK BLOCK LENGTH 4096
+    seg = cdb.b2b_segment(0, 1, 0x800, 5, 1 << 33, dc=True)
+    assert seg == bytes.fromhex("02 02 0018 0000 0001 0000 0800 0000000000000005 0000000200000000")
+    plist = cdb.xcopy_parameter_list([cscd, cscd], [seg], list_id=9, list_id_usage=0b10)
+    assert plist[:16] == bytes.fromhex("09 10 0040 00000000 0000001c 00000000") and len(plist) == 16 + 64 + 28
+    with pytest.raises(LocalProtocolError):
+        cdb.cscd_identification(bytes(21), 512)

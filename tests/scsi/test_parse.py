@@ -13,6 +13,8 @@ from sanpath.scsi.parse import (
     decode_lun,
     encode_lun,
     parse_block_limits,
+    parse_copy_operating_parameters,
+    parse_copy_status,
     parse_device_identification,
     parse_logical_block_provisioning,
     parse_read_capacity_10,
@@ -144,3 +146,16 @@ def test_scsi_id_prefers_naa_then_eui_then_t10() -> None:
 def test_scsi_id_from_raw_page() -> None:
     page = _vpd(0x83, _desc(1, 0, 3, NAA6))
     assert scsi_id(page) == "36001405abcdef0123456789abcdef012"
+
+
+def test_receive_copy_results_data() -> None:
+    status = parse_copy_status(bytes.fromhex("00000008 81 0002 01 00000400"))
+    assert (status.copy_manager_status, status.held_data_discarded, status.segments_processed) == (1, True, 2)
+    assert status.bytes_transferred == 1024 << 10
+    body = bytes(4) + bytes.fromhex("0008 0040 00001000 10000000 00000000 00000000 00000000 0000 ffff ff 09 00 00")
+    body += bytes(3) + bytes((2, 0x02, 0xE4))
+    op = parse_copy_operating_parameters(len(body).to_bytes(4, "big") + body)
+    assert (op.max_cscd_descriptors, op.max_segment_descriptors, op.max_descriptor_list_length) == (8, 64, 4096)
+    assert (op.max_segment_length, op.data_segment_granularity, op.implemented_descriptors) == (1 << 28, 9, (2, 0xE4))
+    with pytest.raises(RemoteProtocolError):
+        parse_copy_status(bytes(8))

@@ -65,3 +65,14 @@ def test_short_fixed_sense_is_padded() -> None:
 def test_bad_sense_raises(raw: bytes) -> None:
     with pytest.raises(RemoteProtocolError):
         parse_sense(raw)
+
+
+def test_copy_aborted_segment_pointer_and_segment_number() -> None:
+    pointer = FieldPointer(20, cdb=False, segment=True)
+    assert pointer.encode() == bytes((0xA0, 0x00, 20))  # SKSV, SD; no C/D for a segment pointer
+    raw = build_fixed_sense(SenseKey.COPY_ABORTED, 0x0D, 0x02, field_pointer=pointer, command_specific=3)
+    assert raw[8:12] == bytes((0, 0, 0, 3))  # no sense data offsets; SEGMENT NUMBER 3
+    sense = parse_sense(raw)
+    assert (sense.key, sense.command_specific, sense.field_pointer) == (SenseKey.COPY_ABORTED, 3, pointer)
+    whole_list = parse_sense(build_fixed_sense(SenseKey.COPY_ABORTED, 0, 0, field_pointer=FieldPointer(52, cdb=False)))
+    assert whole_list.field_pointer == FieldPointer(52, cdb=False, segment=False)

@@ -47,6 +47,9 @@ def test_quick_form_errors() -> None:
     assert proc.returncode == 2 and "--portal[0]" in proc.stderr
     proc = serve("--iqn", "iqn.2026-11.org.x:a", "--portal", "127.0.0.1:0", "--lun", "/nonexistent/x.img")
     assert proc.returncode == 2 and "--lun[0]" in proc.stderr and "PATH:SIZE" in proc.stderr
+    proc = serve("--iqn", "iqn.2026-11.org.x:a", "--portal", "127.0.0.1:0", "--lun", "mem:1MiB",
+                 "--lun", "mem:1MiB,physical_block_size=3KiB")
+    assert proc.returncode == 2 and "--lun[1].physical_block_size" in proc.stderr, proc.stderr
 
 
 def test_config_file_serves_and_sigterm_flushes(tmp_path: Path) -> None:

@@ -156,7 +156,7 @@ async def test_mode_sense_variants() -> None:
 
 async def test_unsupported_opcode_is_invalid_command_operation_code() -> None:
     lu = make_lu()
-    for cdb_bytes in (bytes((0x34,)) + bytes(9), bytes((0x1B,)) + bytes(5), bytes((0x83,)) + bytes(15)):
+    for cdb_bytes in (bytes((0x04,)) + bytes(5), bytes((0x1B,)) + bytes(5), bytes((0x3C,)) + bytes(9)):
         assert sense_of(await lu.execute(N1, cdb_bytes)) == (SenseKey.ILLEGAL_REQUEST, 0x20, 0)
     # known opcode, unknown service action: INVALID FIELD IN CDB pointing at byte 1
     res = await lu.execute(N1, bytes((0x9E, 0x13)) + bytes(14))
@@ -181,7 +181,7 @@ async def test_report_supported_operation_codes() -> None:
     assert sense_of(bad) == (SenseKey.ILLEGAL_REQUEST, 0x24, 0)  # 0x9E has service actions
     sa = bytes((await lu.execute(N1, bytes((0xA3, 0x0C, 0x82, 0x9E, 0, 0x10, 0, 0, 1, 0, 0, 0)))).data)
     assert sa[1] == 0x83 and sa[4:6] == bytes((0x9E, 0x1F)) and len(sa) == 4 + 16 + 12  # with RCTD
-    missing = bytes((await lu.execute(N1, bytes((0xA3, 0x0C, 0x01, 0x34, 0, 0, 0, 0, 1, 0, 0, 0)))).data)
+    missing = bytes((await lu.execute(N1, bytes((0xA3, 0x0C, 0x01, 0x1B, 0, 0, 0, 0, 1, 0, 0, 0)))).data)
     assert missing[1] & 0x07 == 1
 
 

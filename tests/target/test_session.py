@@ -17,6 +17,7 @@ from sanpath.scsi.sense import parse_sense
 from sanpath.target.server import TargetServer
 from sanpath.testing.inproc import TEST_IQN, running_target
 from sanpath.testing.rawinit import RawSession, login
+from sanpath.testing.waiting import wait_until
 
 TUR = bytes(6)
 GOOD, CHECK_CONDITION = 0x00, 0x02
@@ -434,3 +435,43 @@ async def test_session_reinstatement_drops_the_old_connection(target: TargetServ
     assert status == GOOD and len(data) == 512
     assert (await bystander.command(TUR))[0] == GOOD
     assert len([c for c in target.connections if c.session is not None]) == 2
+
+
+async def test_target_cold_reset_answers_then_closes_every_session(target: TargetServer) -> None:
+    s = await session(target)
+    other = await session(target)
+    resp = await tmf(s, TaskFunction.TARGET_COLD_RESET)
+    assert resp.response == TaskResponse.COMPLETE
+    assert await s.recv() is None and await other.recv() is None  # RFC 7143 §11.5.1
+    back = await session(target, isid=s.isid)  # the same I_T nexus returns: POWER ON OCCURRED
+    status, _, sense = await back.command(TUR)
+    parsed = parse_sense(sense)
+    assert status == CHECK_CONDITION and (parsed.key, parsed.asc, parsed.ascq) == (0x06, 0x29, 0x01)
+    assert (await back.command(TUR))[0] == GOOD
+
+
+# --- SPC-2 reservations end with the I_T nexus ------------------------------------------------------------
+
+RESERVE_6, RELEASE_6 = bytes((0x16, 0, 0, 0, 0, 0)), bytes((0x17, 0, 0, 0, 0, 0))
+RESERVATION_CONFLICT = 0x18
+
+
+@pytest.mark.parametrize("how", ["logout", "drop"])
+async def test_the_holders_session_ending_releases_a_reservation(target: TargetServer, how: str) -> None:
+    holder = await session(target)
+    other = await session(target)
+    assert (await holder.command(RESERVE_6))[0] == GOOD
+    assert (await other.command(RESERVE_6))[0] == RESERVATION_CONFLICT
+    assert (await other.command(read10(0, 1), read=512))[0] == RESERVATION_CONFLICT
+    assert (await other.command(RESERVE_6, lun=1))[0] == GOOD  # a reservation covers one logical unit
+    if how == "logout":
+        await holder.send(P.LogoutRequest(immediate=True, reason=0, itt=9, cmdsn=holder.cmdsn,
+                                          expstatsn=holder.expstatsn))
+        assert isinstance(await holder.recv(), P.LogoutResponse)
+        assert await holder.recv() is None
+    else:
+        await holder.close()  # no logout: the target sees the TCP connection go (I_T nexus loss)
+    lu = target.arrays[0].luns[0]
+    await wait_until(lambda: lu.pr.reserved_by is None, "the reservation to be released")
+    assert (await other.command(RESERVE_6))[0] == GOOD
+    assert (await other.command(RELEASE_6))[0] == GOOD
