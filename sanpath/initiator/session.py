@@ -94,6 +94,8 @@ class SessionConfig:
     connect_timeout: float | None = None  # the TCP connection alone (None: login_timeout)
     nop_interval: float = 5.0  # open-iscsi's defaults: a NOP-Out every 5 s, 5 s to answer
     nop_timeout: float = 5.0
+    busy_silence: float = 0.0  # with commands in flight, a NOP-Out after this long without a byte (0: off)
+    busy_nop_timeout: float = 0.0  # ...and dead when nothing arrives this long after it
     command_timeout: float = 30.0
     ua_retries: int = 5
     reconnect: bool = False
@@ -125,7 +127,10 @@ class Session(InitiatorCore):
         self._sweep: asyncio.TimerHandle | None = None  # the next command-timeout check
         self._sweep_at = 0.0
         self._loop: asyncio.AbstractEventLoop  # the running loop, set when the session connects
-        self._ping_deadline: float | None = None
+        self._ping_deadline: float | None = None  # a keep-alive NOP-Out is out: dead if nothing comes by then
+        self._ping_sent = 0.0
+        self._nop_busy = False  # liveness ticks at the busy pace (commands in flight)
+        self.nops_sent = 0  # keep-alive NOP-Outs, idle and busy
         self._reconnector: asyncio.Task[None] | None = None
         self.lost_count = 0
         self.unit_attentions = 0  # commands retried after UNIT ATTENTION
@@ -371,6 +376,8 @@ class Session(InitiatorCore):
                buffer: bytearray | memoryview | None, limit: float,
                waiter: asyncio.Future[CommandResult] | Callable[[CommandResult | BaseException], None]) -> ScsiTask:
         task = self.issue(lun, cdb, data_out, read_length, buffer, waiter)
+        if not self._nop_busy and self.config.busy_silence > 0:
+            self._watch_busy()
         if limit > 0:
             task.limit = limit
             task.deadline = self._loop.time() + limit
@@ -454,10 +461,18 @@ class Session(InitiatorCore):
 
     # --- liveness --------------------------------------------------------------------------------
 
-    def _schedule_nop(self) -> None:
-        if self.config.nop_interval > 0:
-            step = min(self.config.nop_interval, self.config.nop_timeout) / 2
+    def _schedule_nop(self, busy: bool = False) -> None:
+        cfg = self.config
+        self._nop_busy = busy
+        if cfg.nop_interval > 0:
+            step = cfg.busy_silence / 2 if busy else min(cfg.nop_interval, cfg.nop_timeout) / 2
             self._nop_timer = asyncio.get_running_loop().call_later(step, self._nop_tick)
+
+    def _watch_busy(self) -> None:
+        """A command went out on a connection whose liveness ticks at the idle pace: tick at the busy one."""
+        if self._nop_timer is not None:
+            self._nop_timer.cancel()
+            self._schedule_nop(busy=True)
 
     def _cancel_nop(self) -> None:
         if self._nop_timer is not None:
@@ -466,24 +481,32 @@ class Session(InitiatorCore):
         self._ping_deadline = None
 
     def _nop_tick(self) -> None:
-        """A NOP-Out when the line has been quiet for ``nop_interval``; the connection is dead when
-        nothing at all (not just the NOP-In) arrives within ``nop_timeout`` of it."""
+        """Liveness. An idle connection gets a NOP-Out when it has been quiet for ``nop_interval`` and is
+        dead when nothing at all (not just the NOP-In) arrives within ``nop_timeout`` of it. A connection
+        with commands in flight is expected to talk: silent for ``busy_silence``, it gets a NOP-Out at
+        once, and is dead when nothing arrives within ``busy_nop_timeout``. A busy target that answers
+        slowly still answers a NOP-Out, so only a dead line or target fails this."""
         conn = self.conn
         if conn is None or conn.transport is None:
             return
         now = asyncio.get_running_loop().time()
         cfg = self.config
+        busy = cfg.busy_silence > 0 and any(type(t) is ScsiTask for t in self.itts.values())
         if self._ping_deadline is not None:
-            if conn.last_rx >= self._ping_deadline - cfg.nop_timeout:
+            if conn.last_rx >= self._ping_sent:
                 self._ping_deadline = None  # something arrived: alive
             elif now >= self._ping_deadline:
-                conn.abort(f"no response to NOP-Out within {cfg.nop_timeout:g} s (portal black-holed or dead)")
+                conn.abort(f"no response to NOP-Out within {self._ping_deadline - self._ping_sent:g} s "
+                           "(portal black-holed or dead)")
                 return
-        if self._ping_deadline is None and now - conn.last_rx >= cfg.nop_interval:
+        quiet = now - conn.last_rx
+        if self._ping_deadline is None and (quiet >= cfg.nop_interval or (busy and quiet >= cfg.busy_silence)):
             # The answer needs no waiter: any PDU at all, this NOP-In included, resets conn.last_rx.
             self.nop_out(keepalive=True)
-            self._ping_deadline = now + cfg.nop_timeout
-        self._schedule_nop()
+            self.nops_sent += 1
+            self._ping_sent = now
+            self._ping_deadline = now + (cfg.busy_nop_timeout if busy else cfg.nop_timeout)
+        self._schedule_nop(busy)
 
     async def ping(self, timeout: float = 5.0) -> float:
         """A NOP-Out round trip; returns its duration in seconds."""

@@ -139,6 +139,7 @@ async def login_paths(record: DiscoveredTarget, source: str | None, base: Sessio
     gives no path (logged)."""
     config = dataclasses.replace(base, host=record.address, port=record.port, target=record.iqn, source=source,
                                  nop_interval=policy.nop_interval, nop_timeout=policy.nop_timeout,
+                                 busy_silence=policy.busy_silence, busy_nop_timeout=policy.busy_nop_timeout,
                                  command_timeout=policy.command_timeout, reconnect=False)
     try:
         session = await pool.open(config)

@@ -16,6 +16,14 @@ Why some defaults differ from multipath-tools and open-iscsi:
   any PDU received counts as proof of life (a busy connection is never declared dead), a NOP-Out goes
   out only on a quiet connection, a LAN round trip is well under a millisecond, and a path wrongly
   failed costs a fence and a re-login, never data. Raise both for high-latency links.
+- ``busy_silence`` 0.05 s and ``busy_nop_timeout`` 0.1 s: a connection with commands in flight that
+  has gone silent is suspect at once, not after ``nop_interval``. Under load a target sends something
+  every few microseconds to milliseconds; 50 ms of silence with work outstanding means the line, or the
+  target, has stopped. The NOP-Out that goes out then is answered by any live target, however slow its
+  disks (a NOP needs no backend), and any byte at all counts as the answer, so the 0.1 s only has to
+  cover a LAN round trip and a scheduling delay. A pull on the far side of the switch is then found
+  within about 0.15 s under load. Raise both for links with more latency, or for a target that can stop
+  answering NOP-Outs for longer than that while it works.
 - ``rr_min_io`` 1, not 1000: vendors advise switching path every I/O for iSCSI round robin.
 - ``no_path_retry`` queue and ``failback`` immediate: the seed's active-active multibus with paths
   that come and go; XenServer's shipped ``failback 10`` / ``no_path_retry 10`` can be set in a file.
@@ -208,6 +216,11 @@ KEYS: dict[str, Key] = {k.name: k for k in (
         "iSCSI NOP-Out after this long without traffic on a path's connection"),
     Key("nop_timeout", 0.5, seconds(), show_seconds,
         "a path's connection is dead when nothing arrives this long after a NOP-Out"),
+    Key("busy_silence", 0.05, seconds(allow_minimum=True), show_seconds,
+        "with commands in flight, a NOP-Out goes out after this long without a byte from the target "
+        "(0: off; see the module notes)..."),
+    Key("busy_nop_timeout", 0.1, seconds(), show_seconds,
+        "...and the connection is dead when nothing arrives this long after it"),
     Key("command_timeout", 30.0, seconds(), show_seconds,
         "a SCSI command is aborted and retried on another path after this long"),
     Key("marginal_failures", 3, integer(1), show_text,

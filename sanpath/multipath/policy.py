@@ -31,6 +31,8 @@ class Policy:
     polling_interval: float = _default("polling_interval")
     nop_interval: float = _default("nop_interval")
     nop_timeout: float = _default("nop_timeout")
+    busy_silence: float = _default("busy_silence")
+    busy_nop_timeout: float = _default("busy_nop_timeout")
     command_timeout: float = _default("command_timeout")
     marginal_failures: int = _default("marginal_failures")
     marginal_window: float = _default("marginal_window")

@@ -95,6 +95,50 @@ async def test_black_holed_portal_is_detected_by_nop_not_tcp() -> None:
         await proxy.stop()
 
 
+BUSY = {"nop_interval": 30.0, "nop_timeout": 30.0, "busy_silence": 0.05, "busy_nop_timeout": 0.1}
+
+
+async def test_a_busy_connection_gone_silent_is_found_by_a_quick_ping() -> None:
+    """With commands in flight, 50 ms of silence sends a NOP-Out at once; the idle keep-alive (30 s here)
+    plays no part."""
+    async with running_target(luns=("mem:8MiB",)) as server:
+        proxy = FaultProxy(*server.portals[0])
+        host, port = await proxy.start()
+        session = await Session.open(SessionConfig(host, port, TEST_IQN, command_timeout=600, **BUSY))
+        dev = await ScsiDevice(session, 0).open()
+        await dev.write(0, os.urandom(4096))
+        proxy.blackhole()
+        await asyncio.sleep(0.5)
+        assert session.logged_in  # idle: nothing in flight, nothing expected from the target
+        with pytest.raises(ConnectionLost) as exc:
+            await within(dev.read(0, 4096), 10)  # far sooner than any idle ping could tell
+        assert "NOP-Out within 0.1 s" in exc.value.cause, exc.value.cause
+        await session.close()
+        await proxy.stop()
+
+
+async def test_slow_commands_on_a_live_target_are_not_a_dead_connection() -> None:
+    """Commands that take a second on the target: the connection is silent meanwhile, the quick pings go
+    out, the target answers them, and nothing fails."""
+    async with running_target(luns=("mem:8MiB",)) as server:
+        lu = next(iter(next(iter(server.targets.values())).luns.values()))
+        original = lu.execute
+
+        async def slow(*args, **kwargs):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(1.0)
+            return await original(*args, **kwargs)
+
+        lu.execute = slow  # type: ignore[method-assign]
+        host, port = server.portals[0]
+        session = await Session.open(SessionConfig(host, port, TEST_IQN, command_timeout=600, **BUSY))
+        dev = await ScsiDevice(session, 0).open()
+        sent = session.nops_sent
+        await within(asyncio.gather(*(dev.read(i * 4096, 4096) for i in range(8))), HANG_GUARD)
+        assert session.logged_in and session.lost_count == 0
+        assert session.nops_sent > sent  # the silence was noticed, and the pings were answered
+        await session.close()
+
+
 async def test_idle_session_stays_up_and_pings_are_answered() -> None:
     async with running_target(luns=("mem:1MiB",)) as server:
         host, port = server.portals[0]

@@ -147,6 +147,8 @@ SAMPLES: dict[str, list[Any]] = {
     "no_path_retry": ["fail", "queue", 10, "5", 0],
     "nop_interval": [0.5, "100ms"],
     "nop_timeout": [1, "1.5s"],
+    "busy_silence": [0, 0.05, "50ms"],
+    "busy_nop_timeout": [0.1, "250ms"],
     "command_timeout": [30, "45s"],
     "marginal_failures": [3, "1"],
     "marginal_window": [60, "2m"],
