@@ -42,7 +42,11 @@ def _parser() -> argparse.ArgumentParser:
                         "nbdcopy through sanpath attach (2 lab paths) vs qemu-img through libiscsi (1 path), "
                         "whole LUN (--seconds unused; --warmup > 0: one uncounted round); all: every suite in "
                         "that order (default target)")
-    p.add_argument("--pulls", type=int, default=20, help="multipath: cable pulls per failover run (default 20)")
+    p.add_argument("--pulls", type=int, default=40,
+                   help="multipath: cable pulls per failover run, host and array side in turn (default 40)")
+    p.add_argument("--quiet-minutes", type=float, default=10,
+                   help="multipath: minutes of full load with no fault per target, counting false failovers "
+                        "(default 10; 0: skip)")
     p.add_argument("--contenders", default="tgtd,sanpath",
                    help="comma-separated targets, reference first (default tgtd,sanpath)")
     p.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md", help="report file (default BENCHMARKS.md)")
@@ -95,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
          "--rounds", str(args.rounds), *(["--seconds", str(args.seconds)] if args.suite != "export" else []),
          "--warmup", str(args.warmup), "--size-mib", str(args.size_mib),
          *(["--contenders", ",".join(names)] if args.suite not in ("multipath", "export") else []),
-         *(["--pulls", str(args.pulls)] if args.suite in ("multipath", "all") else []),
+         *(["--pulls", str(args.pulls), "--quiet-minutes", f"{args.quiet_minutes:g}"]
+           if args.suite in ("multipath", "all") else []),
          *(["--congestion-control", args.congestion_control] if args.congestion_control else [])])
     suites = ("target", "initiator", "multipath", "export") if args.suite == "all" else (args.suite,)
     if args.congestion_control:
@@ -153,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         if "multipath" in suites:
             stack.close()  # the loopback targets are done; the lab suite starts its own
             section, failed = multipath.run_suite(path, plan, seconds=args.seconds, rounds=args.rounds,
-                                                  pulls=args.pulls, rerun=rerun, say=_say)
+                                                  pulls=args.pulls, quiet_minutes=args.quiet_minutes,
+                                                  rerun=rerun, say=_say)
             sections.append(section)
             status |= failed
         if "export" in suites:
