@@ -24,6 +24,7 @@ from pyroute2.netlink.rtnl import RTM_DELADDR, RTM_DELLINK, RTM_GETADDR, RTM_GET
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_LOWER_UP, IFF_UP, ifinfmsg
 
+from sanpath.aio import within
 from sanpath.lab import netns as lab
 from sanpath.multipath import links
 from sanpath.multipath.links import LinkChanged, LinkTable, LinkWatch
@@ -314,7 +315,7 @@ class Watched:
         assert self.watch.available
 
     async def next(self) -> Event:
-        return await asyncio.wait_for(self.events.get(), HANG_GUARD)
+        return await within(self.events.get(), HANG_GUARD)
 
 
 @pytest.fixture
